@@ -1,0 +1,1 @@
+"""RHEED-specific code: image I/O, synthetic data, splits, metrics, reports and prediction."""

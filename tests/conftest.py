@@ -1,0 +1,59 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def write_pattern_image(path: Path, kind: str, size: int, rng: np.random.Generator) -> None:
+    """Writes a grayscale frame: vertical streaks for 'smooth', a spot grid for 'rough'."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    period = rng.uniform(size / 8, size / 5)
+    phase = rng.uniform(0, period)
+    if kind == "smooth":
+        img = np.exp(-(((xx - phase) % period - period / 2) ** 2) / 4.0)
+    else:
+        dx = ((xx - phase) % period - period / 2) ** 2
+        dy = ((yy - phase) % period - period / 2) ** 2
+        img = np.exp(-(dx + dy) / 6.0)
+    img = img * rng.uniform(150, 230) + rng.normal(0, 8, img.shape) + 20
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), mode="L").save(path)
+
+
+def make_image_folder(root: Path, classes=("rough", "smooth"), n_per_class=(8, 12), size=64, seed=0) -> Path:
+    """ImageFolder layout root/<class>/<class>_NNN.png with learnable streak/spot patterns."""
+    rng = np.random.default_rng(seed)
+    for cls, n in zip(classes, n_per_class):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        kind = "rough" if cls == "rough" else "smooth"
+        for i in range(n):
+            write_pattern_image(root / cls / f"{cls}_{i:03d}.png", kind, size, rng)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_split(tmp_path_factory) -> Path:
+    """A 2-class split root with train/val/test ImageFolders of 64 px frames."""
+    root = tmp_path_factory.mktemp("tiny_split")
+    make_image_folder(root / "train", n_per_class=(8, 16), seed=0)
+    make_image_folder(root / "val", n_per_class=(4, 6), seed=1)
+    make_image_folder(root / "test", n_per_class=(4, 6), seed=2)
+    return root
+
+
+def run_cli(args, cwd=REPO, timeout=600, env=None, check=False) -> subprocess.CompletedProcess:
+    """Runs `python <args>` from the repo root and returns the completed process (text output)."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    if env:
+        full_env.update(env)
+    proc = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=full_env, timeout=timeout,
+                          capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"command failed ({proc.returncode}): {args}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
