@@ -1,0 +1,186 @@
+"""Datasets and transforms for fine-tuning: upstream's CIFAR / IMNET / image_folder modes plus RHEED.
+
+RHEED mode reads a split root `<data_path>/{train,val,test}/<class>/...` (scripts/split_dataset_simple.py).
+Every image mode uses the project's loader (rheed.imageio.make_loader), which handles 8/16-bit PNG/TIFF
+frames and returns RGB, and scans all files before training (`--skip_corrupt`).
+"""
+import os
+
+from torchvision import datasets, transforms
+
+import timm_compat  # noqa: F401
+from timm.data import create_transform
+from timm.data.constants import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_INCEPTION_MEAN,
+                                 IMAGENET_INCEPTION_STD)
+
+from rheed.errors import UserError
+from rheed.imageio import IMAGE_EXTENSIONS, make_loader, rheed_loader, verify_files  # noqa: F401
+
+DATA_SETS = ('CIFAR', 'IMNET', 'image_folder', 'RHEED')
+
+
+def class_folders(root) -> list[str]:
+    """Sorted class sub-folder names of an ImageFolder-style root (hidden folders ignored)."""
+    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith('.'))
+
+
+def dataset_root(is_train: bool, args, split: str | None = None) -> str:
+    """The folder read for a split ('train', 'val' or 'test') in the image modes."""
+    split = split or ('train' if is_train else 'val')
+    if args.data_set == 'CIFAR':
+        return args.data_path
+    if args.data_set == 'IMNET':
+        return os.path.join(args.data_path, 'train' if split == 'train' else 'val')
+    if args.data_set == 'image_folder':
+        if split == 'train':
+            return args.data_path
+        if split == 'test':
+            return args.test_data_path
+        return args.eval_data_path
+    # RHEED
+    if split == 'val' and args.eval_data_path:
+        return args.eval_data_path
+    if split == 'test' and args.test_data_path:
+        return args.test_data_path
+    return os.path.join(args.data_path, split)
+
+
+def default_test_path(args) -> str | None:
+    """--test_data_path, or <data_path>/test in RHEED mode when that folder exists."""
+    if getattr(args, 'test_data_path', None):
+        return args.test_data_path
+    if args.data_set == 'RHEED':
+        path = os.path.join(args.data_path, 'test')
+        return path if os.path.isdir(path) else None
+    return None
+
+
+class ImageFolder(datasets.DatasetFolder):
+    """torchvision's DatasetFolder with the project's image extensions; hidden folders are not classes."""
+
+    def find_classes(self, directory):
+        classes = class_folders(directory)
+        return classes, {c: i for i, c in enumerate(classes)}
+
+
+def image_folder(root: str, transform, args) -> ImageFolder:
+    """ImageFolder over root/<class>/** with the project loader; corrupt files checked up front."""
+    if not root or not os.path.isdir(root):
+        raise UserError(f"data folder not found: {root}")
+    if not class_folders(root):
+        raise UserError(f"{root} has no class sub-folders (expected {root}/<class>/<image files>)")
+    try:
+        dataset = ImageFolder(root, loader=make_loader(args.bit_scaling), extensions=IMAGE_EXTENSIONS,
+                              transform=transform)
+    except FileNotFoundError as e:
+        raise UserError(f"{root}: {e}") from None
+    good, bad = verify_files([path for path, _ in dataset.samples], skip_corrupt=args.skip_corrupt)
+    if bad:
+        keep = set(good)
+        print(f"Skipping {len(bad)} unreadable image(s) in {root}")
+        dataset.samples = [s for s in dataset.samples if s[0] in keep]
+        dataset.targets = [t for _, t in dataset.samples]
+        dataset.imgs = dataset.samples
+        if not dataset.samples:
+            raise UserError(f"no readable images left in {root}")
+    return dataset
+
+
+def build_dataset(is_train: bool, args, split: str | None = None):
+    """Returns (dataset, nb_classes). `split` selects 'test' (default: 'train' or 'val' from is_train).
+
+    Image datasets carry `classes` and `samples` [(path, label)]. The class folders of val/test must equal
+    those of train, and `--nb_classes` (when given) must equal their number.
+    """
+    split = split or ('train' if is_train else 'val')
+    transform = build_transform(split == 'train', args)
+
+    print("Transform = ")
+    if isinstance(transform, tuple):
+        for trans in transform:
+            print(" - - - - - - - - - - ")
+            for t in trans.transforms:
+                print(t)
+    else:
+        for t in transform.transforms:
+            print(t)
+    print("---------------------------")
+
+    if args.data_set == 'CIFAR':
+        if split == 'test':
+            raise UserError("CIFAR has no separate test split here; its val split is CIFAR-100's test set")
+        try:
+            dataset = datasets.CIFAR100(args.data_path, train=split == 'train', transform=transform, download=False)
+        except RuntimeError:
+            raise UserError(f"CIFAR-100 not found in {args.data_path} (expected cifar-100-python/); this project "
+                            f"never downloads data: fetch it on a connected machine and copy it there") from None
+        nb_classes = 100
+    elif args.data_set in ('IMNET', 'image_folder', 'RHEED'):
+        if not os.path.isdir(args.data_path):
+            raise UserError(f"--data_path not found: {args.data_path}")
+        if args.data_set == 'RHEED' and not os.path.isdir(os.path.join(args.data_path, 'train')):
+            raise UserError(f"{args.data_path} is not a split root: {os.path.join(args.data_path, 'train')} "
+                            f"not found (make one with scripts/split_dataset_simple.py)")
+        root = dataset_root(split == 'train', args, split)
+        if args.data_set == 'image_folder' and split != 'train' and not root:
+            flag = '--test_data_path' if split == 'test' else '--eval_data_path'
+            raise UserError(f"--data_set image_folder needs {flag} for the {split} set")
+        if split != 'train' and root and os.path.isdir(root):
+            train_root = dataset_root(True, args, 'train')
+            if os.path.isdir(train_root) and class_folders(train_root) != class_folders(root):
+                raise UserError(f"class folders differ: {train_root} has {class_folders(train_root)}, "
+                                f"{root} has {class_folders(root)}")
+        dataset = image_folder(root, transform, args)
+        nb_classes = len(dataset.classes)
+        if args.nb_classes is not None and args.nb_classes != nb_classes:
+            raise UserError(f"--nb_classes {args.nb_classes} does not match the {nb_classes} class folders "
+                            f"in {root}: {dataset.classes}")
+    else:
+        raise UserError(f"unknown --data_set {args.data_set}; choose from {', '.join(DATA_SETS)}")
+    print(f"Number of the class = {nb_classes}")
+    return dataset, nb_classes
+
+
+def build_transform(is_train: bool, args):
+    """Upstream's transform: timm create_transform for training, resize + center crop for evaluation.
+
+    Training flips horizontally only (a RHEED pattern mirrored left-right is still physical; timm never
+    flips vertically).
+    """
+    resize_im = args.input_size > 32
+    imagenet_default_mean_and_std = args.imagenet_default_mean_and_std
+    mean = IMAGENET_DEFAULT_MEAN if imagenet_default_mean_and_std else IMAGENET_INCEPTION_MEAN
+    std = IMAGENET_DEFAULT_STD if imagenet_default_mean_and_std else IMAGENET_INCEPTION_STD
+
+    if is_train:
+        transform = create_transform(
+            input_size=args.input_size,
+            is_training=True,
+            color_jitter=args.color_jitter,
+            auto_augment=args.aa,
+            interpolation=args.train_interpolation,
+            re_prob=args.reprob,
+            re_mode=args.remode,
+            re_count=args.recount,
+            mean=mean,
+            std=std,
+        )
+        if not resize_im:
+            transform.transforms[0] = transforms.RandomCrop(args.input_size, padding=4)
+        return transform
+
+    t = []
+    if resize_im:
+        if args.input_size >= 384:
+            t.append(transforms.Resize((args.input_size, args.input_size),
+                                       interpolation=transforms.InterpolationMode.BICUBIC))
+            print(f"Warping {args.input_size} size input images...")
+        else:
+            if args.crop_pct is None:
+                args.crop_pct = 224 / 256
+            size = int(args.input_size / args.crop_pct)
+            t.append(transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC))
+            t.append(transforms.CenterCrop(args.input_size))
+    t.append(transforms.ToTensor())
+    t.append(transforms.Normalize(mean, std))
+    return transforms.Compose(t)

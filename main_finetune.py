@@ -1,0 +1,574 @@
+"""Supervised fine-tuning / evaluation of ConvNeXt-V2 classifiers (upstream CLI plus RHEED additions).
+
+Single process:  python main_finetune.py --model convnextv2_atto --data_set RHEED --data_path data_rheed_split ...
+Distributed:     torchrun --nproc_per_node 4 main_finetune.py ... (gloo with --device cpu, nccl with cuda)
+"""
+import argparse
+import csv
+import datetime
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.backends.cudnn as cudnn
+
+import timm_compat  # noqa: F401
+from timm.data.mixup import Mixup
+from timm.models.layers import trunc_normal_
+from timm.utils import ModelEma
+
+import datasets
+import models.convnextv2 as convnextv2
+import utils
+from datasets import build_dataset, default_test_path
+from engine_finetune import evaluate, flat_metrics, train_one_epoch
+from models.utils import load_pretrained_weights
+from optim_factory import LayerDecayValueAssigner, create_optimizer
+from rheed.errors import UserError
+from rheed.imageio import SCALING_MODES
+from rheed.losses import CLASS_WEIGHT_MODES, build_criterion, mixup_active
+from utils import NativeScalerWithGradNormCount as NativeScaler
+from utils import str2bool
+
+BEST_METRICS = ('macro_f1', 'accuracy', 'balanced_accuracy', 'roc_auc', 'loss')
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser('FCMAE fine-tuning', add_help=False)
+    parser.add_argument('--batch_size', default=64, type=int, help='Per GPU batch size')
+    parser.add_argument('--epochs', default=100, type=int)
+    parser.add_argument('--update_freq', default=1, type=int, help='gradient accumulation steps')
+
+    # Model parameters
+    parser.add_argument('--model', default='convnextv2_base', type=str, metavar='MODEL',
+                        help=f'Name of model to train: {", ".join(convnextv2.MODEL_NAMES)}')
+    parser.add_argument('--input_size', default=224, type=int, help='image input size')
+    parser.add_argument('--drop_path', type=float, default=0., metavar='PCT', help='Drop path rate (default: 0.0)')
+    parser.add_argument('--layer_decay_type', type=str, choices=['single', 'group'], default='single',
+                        help='"single" = layer id per block, "group" = 12 groups as in upstream')
+
+    # EMA related parameters
+    parser.add_argument('--model_ema', type=str2bool, default=False)
+    parser.add_argument('--model_ema_decay', type=float, default=0.9999, help='')
+    parser.add_argument('--model_ema_force_cpu', type=str2bool, default=False, help='')
+    parser.add_argument('--model_ema_eval', type=str2bool, default=False, help='Using ema to eval during training.')
+
+    # Optimization parameters
+    parser.add_argument('--clip_grad', type=float, default=None, metavar='NORM',
+                        help='Clip gradient norm (default: None, no clipping); works with and without AMP')
+    parser.add_argument('--weight_decay', type=float, default=0.05, help='weight decay (default: 0.05)')
+    parser.add_argument('--lr', type=float, default=None, metavar='LR', help='learning rate (absolute lr)')
+    parser.add_argument('--blr', type=float, default=5e-4, metavar='LR',
+                        help='base learning rate: absolute_lr = base_lr * total_batch_size / 256')
+    parser.add_argument('--layer_decay', type=float, default=1.0)
+    parser.add_argument('--min_lr', type=float, default=1e-6, metavar='LR',
+                        help='lower lr bound for cyclic schedulers that hit 0 (1e-6)')
+    parser.add_argument('--warmup_epochs', type=int, default=20, metavar='N', help='epochs to warmup LR')
+    parser.add_argument('--warmup_steps', type=int, default=-1, metavar='N',
+                        help='num of steps to warmup LR, will overload warmup_epochs if set > 0 (unused, as upstream)')
+    parser.add_argument('--opt', default='adamw', type=str, metavar='OPTIMIZER', help='Optimizer (default: "adamw"')
+    parser.add_argument('--opt_eps', default=1e-8, type=float, metavar='EPSILON',
+                        help='Optimizer Epsilon (default: 1e-8)')
+    parser.add_argument('--opt_betas', default=None, type=float, nargs='+', metavar='BETA',
+                        help='Optimizer Betas (default: None, use opt default)')
+    parser.add_argument('--momentum', type=float, default=0.9, metavar='M', help='SGD momentum (default: 0.9)')
+    parser.add_argument('--weight_decay_end', type=float, default=None,
+                        help='Final value of the weight decay (unused, as upstream: weight decay is constant)')
+
+    # Augmentation parameters
+    parser.add_argument('--color_jitter', type=float, default=None, metavar='PCT',
+                        help='Color jitter factor (enabled only when not using Auto/RandAug)')
+    parser.add_argument('--aa', type=str, default='rand-m9-mstd0.5-inc1', metavar='NAME',
+                        help='Use AutoAugment policy. "v0" or "original". " + "(default: rand-m9-mstd0.5-inc1)')
+    parser.add_argument('--smoothing', type=float, default=0.1, help='Label smoothing (default: 0.1)')
+    parser.add_argument('--train_interpolation', type=str, default='bicubic',
+                        help='Training interpolation (random, bilinear, bicubic default: "bicubic")')
+
+    # Random Erase params
+    parser.add_argument('--reprob', type=float, default=0.25, metavar='PCT', help='Random erase prob (default: 0.25)')
+    parser.add_argument('--remode', type=str, default='pixel', help='Random erase mode (default: "pixel")')
+    parser.add_argument('--recount', type=int, default=1, help='Random erase count (default: 1)')
+    parser.add_argument('--resplit', type=str2bool, default=False,
+                        help='Do not random erase first (clean) augmentation split (unused, as upstream)')
+
+    # Mixup params
+    parser.add_argument('--mixup', type=float, default=0, help='mixup alpha, mixup enabled if > 0.')
+    parser.add_argument('--cutmix', type=float, default=0, help='cutmix alpha, cutmix enabled if > 0.')
+    parser.add_argument('--cutmix_minmax', type=float, nargs='+', default=None,
+                        help='cutmix min/max ratio, overrides alpha and enables cutmix if set (default: None)')
+    parser.add_argument('--mixup_prob', type=float, default=1.0,
+                        help='Probability of performing mixup or cutmix when either/both is enabled')
+    parser.add_argument('--mixup_switch_prob', type=float, default=0.5,
+                        help='Probability of switching to cutmix when both mixup and cutmix enabled')
+    parser.add_argument('--mixup_mode', type=str, default='batch',
+                        help='How to apply mixup/cutmix params. Per "batch", "pair", or "elem"')
+
+    # * Finetuning params
+    parser.add_argument('--finetune', default='', help='finetune from checkpoint (FCMAE or classifier)')
+    parser.add_argument('--head_init_scale', default=0.001, type=float, help='classifier head initial scale')
+    parser.add_argument('--model_key', default='model|module', type=str,
+                        help='which key to load from saved state dict (unused, as upstream: always "model")')
+    parser.add_argument('--model_prefix', default='', type=str)
+
+    # Dataset parameters
+    parser.add_argument('--data_path', default='/datasets01/imagenet_full_size/061417/', type=str,
+                        help='dataset path (RHEED: split root holding train/, val/ and test/)')
+    parser.add_argument('--nb_classes', default=None, type=int,
+                        help='number of the classification types (default: from the class folders; if given, '
+                             'it must match them)')
+    parser.add_argument('--output_dir', default='', help='path where to save, empty for no saving')
+    parser.add_argument('--log_dir', default=None, help='path where to tensorboard log')
+    parser.add_argument('--device', default='cuda', help='device to use for training / testing (cuda or cpu)')
+    parser.add_argument('--seed', default=0, type=int)
+    parser.add_argument('--resume', default='', help='resume from checkpoint')
+
+    parser.add_argument('--eval_data_path', default=None, type=str,
+                        help='validation set (image_folder; RHEED default: <data_path>/val)')
+    parser.add_argument('--test_data_path', default=None, type=str,
+                        help='test set evaluated with the best checkpoint at the end '
+                             '(RHEED default: <data_path>/test when it exists)')
+    parser.add_argument('--imagenet_default_mean_and_std', type=str2bool, default=True)
+    parser.add_argument('--data_set', default='IMNET', choices=list(datasets.DATA_SETS), type=str,
+                        help='ImageNet dataset path')
+    parser.add_argument('--bit_scaling', default='percentile', choices=list(SCALING_MODES),
+                        help='how 16-bit / float frames are scaled to 8 bit (rheed.imageio, default: percentile)')
+    parser.add_argument('--skip_corrupt', type=str2bool, default=False,
+                        help='leave out unreadable images instead of stopping (default: False)')
+    parser.add_argument('--class_weights', default='none', type=str,
+                        help='per-class loss weights: none, auto (inverse class frequency, mean 1), effective '
+                             '(effective number of samples, mean 1) or a comma-separated list, one per class')
+    parser.add_argument('--class_weights_beta', default=0.999, type=float,
+                        help='beta of --class_weights effective (default: 0.999)')
+    parser.add_argument('--best_metric', default='macro_f1', choices=list(BEST_METRICS),
+                        help='validation metric that selects checkpoint-best.pth (default: macro_f1)')
+    parser.add_argument('--auto_resume', type=str2bool, default=True)
+    parser.add_argument('--save_ckpt', type=str2bool, default=True)
+    parser.add_argument('--save_ckpt_freq', default=1, type=int)
+    parser.add_argument('--save_ckpt_num', default=3, type=int)
+
+    parser.add_argument('--start_epoch', default=0, type=int, metavar='N', help='start epoch')
+    parser.add_argument('--eval', type=str2bool, default=False, help='Perform evaluation only')
+    parser.add_argument('--dist_eval', type=str2bool, default=True,
+                        help='Enabling distributed evaluation (every sample is still counted once)')
+    parser.add_argument('--disable_eval', type=str2bool, default=False,
+                        help='Disabling evaluation during training')
+    parser.add_argument('--num_workers', default=10, type=int)
+    parser.add_argument('--pin_mem', type=str2bool, default=True,
+                        help='Pin CPU memory in DataLoader for more efficient (sometimes) transfer to GPU.')
+
+    # Evaluation parameters
+    parser.add_argument('--crop_pct', type=float, default=None)
+
+    # distributed training parameters
+    parser.add_argument('--world_size', default=1, type=int, help='number of distributed processes')
+    parser.add_argument('--local_rank', '--local-rank', default=-1, type=int)
+    parser.add_argument('--dist_on_itp', type=str2bool, default=False)
+    parser.add_argument('--dist_url', default='env://', help='url used to set up distributed training')
+
+    parser.add_argument('--use_amp', type=str2bool, default=False,
+                        help='Use native PyTorch automatic mixed precision (CUDA only)')
+    parser.add_argument('--amp_dtype', default='float16', choices=['float16', 'bfloat16'],
+                        help='autocast dtype with --use_amp (float16 uses loss scaling; default: float16)')
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+def check_args(args):
+    """Cheap checks that need no data, so mistakes fail before anything is read or written."""
+    if args.model not in convnextv2.MODEL_NAMES:
+        raise UserError(f"unknown --model {args.model}; choose from {', '.join(convnextv2.MODEL_NAMES)}")
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise UserError("--device cuda, but no CUDA GPU is available; use --device cpu")
+    if args.finetune and not os.path.isfile(args.finetune) and '://' not in args.finetune:
+        raise UserError(f"--finetune checkpoint not found: {args.finetune}. Official weights must be downloaded "
+                        f"with scripts/download_weights.sh on a machine with internet access and copied here")
+    if args.resume and not os.path.isfile(args.resume) and '://' not in args.resume:
+        raise UserError(f"--resume checkpoint not found: {args.resume}")
+    mode = args.class_weights.strip().lower()
+    if mode not in CLASS_WEIGHT_MODES and not all(part.strip() for part in mode.split(',')):
+        raise UserError(f"--class_weights must be one of {', '.join(CLASS_WEIGHT_MODES)} or a comma-separated list")
+    if args.update_freq < 1 or args.batch_size < 1:
+        raise UserError("--batch_size and --update_freq must be at least 1")
+    if mixup_active(args) and args.batch_size % 2:
+        raise UserError(f"--batch_size {args.batch_size} must be even with mixup/cutmix")
+    if args.eval and args.data_set == 'image_folder' and not args.eval_data_path and not args.test_data_path:
+        raise UserError("--eval true with --data_set image_folder needs --eval_data_path or --test_data_path")
+
+
+def existing_checkpoints(output_dir) -> list[str]:
+    return sorted(p.name for p in Path(output_dir).glob('checkpoint-*.pth')) if output_dir else []
+
+
+def eval_loader(dataset, args):
+    if args.dist_eval:
+        num_tasks = utils.get_world_size()
+        if len(dataset) % num_tasks != 0:
+            print('Warning: the evaluation set size is not divisible by the number of processes; the padded '
+                  'duplicates are dropped again when the predictions are gathered.')
+        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=num_tasks, rank=utils.get_rank(),
+                                                      shuffle=False)
+    else:
+        sampler = torch.utils.data.SequentialSampler(dataset)
+    return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=args.batch_size,
+                                       num_workers=args.num_workers, pin_memory=args.pin_mem, drop_last=False)
+
+
+def is_better(value, best, metric):
+    if value is None:
+        return False
+    if best is None:
+        return True
+    return value < best if metric == 'loss' else value > best
+
+
+def trim_log(path: Path, start_epoch: int):
+    """Drops log.txt lines of epochs >= start_epoch (re-run after a resume), so each epoch appears once."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get('epoch', -1) < start_epoch:
+                kept.append(line)
+        except ValueError:
+            continue
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(''.join(line + '\n' for line in kept))
+    os.replace(tmp, path)
+
+
+def sample_paths(dataset, indices):
+    samples = getattr(dataset, 'samples', None)
+    if samples is None:
+        return [str(i) for i in indices]
+    return [os.path.abspath(samples[i][0]) for i in indices]
+
+
+def write_predictions(path: Path, dataset, stats: dict, class_names):
+    """CSV with one row per image: path, label, pred, label_name, pred_name, prob_<class>..."""
+    preds = stats['probs'].argmax(axis=1)
+    with open(path, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['path', 'label', 'pred', 'label_name', 'pred_name'] + [f'prob_{c}' for c in class_names])
+        for p, y, yhat, prob in zip(sample_paths(dataset, stats['indices']), stats['labels'], preds, stats['probs']):
+            writer.writerow([p, int(y), int(yhat), class_names[int(y)], class_names[int(yhat)]]
+                            + [f'{v:.6f}' for v in prob])
+
+
+def write_json(path: Path, obj):
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps(obj, indent=2) + '\n')
+    os.replace(tmp, path)
+
+
+def print_metrics(title, metrics, loss):
+    print(f"===== {title} =====")
+    print(f"samples {metrics['num_samples']}  loss {loss:.4f}  accuracy {metrics['accuracy']:.4f}  "
+          f"balanced accuracy {metrics['balanced_accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
+          + (f"  ROC-AUC {metrics['roc_auc']:.4f}" if metrics.get('roc_auc') is not None else ''))
+    for name, m in metrics['per_class'].items():
+        print(f"  {name:>16s}: precision {m['precision']:.4f}  recall {m['recall']:.4f}  f1 {m['f1']:.4f}  "
+              f"support {m['support']}")
+    print(f"  confusion matrix (rows = true, cols = predicted, order {metrics['class_names']}): "
+          f"{metrics['confusion_matrix']}")
+
+
+def report_checkpoint(args, model, device, class_names, loaders, checkpoint, checkpoint_epoch, suffix=''):
+    """Evaluates `model` on val and test; writes test_metrics<suffix>.json and predictions CSVs (main process)."""
+    results = {}
+    for split, (loader, root) in loaders.items():
+        if loader is None:
+            continue
+        stats = evaluate(loader, model, device, use_amp=args.use_amp, amp_dtype=args.amp_dtype,
+                         class_names=class_names)
+        results[split] = (stats, root, loader.dataset)
+        print_metrics(f"{split} set, {checkpoint}{' (EMA)' if suffix else ''}", stats['metrics'], stats['loss'])
+    if not (args.output_dir and utils.is_main_process()):
+        return results
+    output_dir = Path(args.output_dir)
+    if not suffix:
+        for split, (stats, _, dataset) in results.items():
+            write_predictions(output_dir / f'predictions_{split}.csv', dataset, stats, class_names)
+    if 'test' in results:
+        stats, root, _ = results['test']
+        report = dict(stats['metrics'])
+        report.update(loss=stats['loss'], split='test', data_path=os.path.abspath(root), checkpoint=str(checkpoint),
+                      checkpoint_epoch=checkpoint_epoch, best_metric=args.best_metric, model=args.model)
+        if 'val' in results:
+            val_stats = results['val'][0]
+            report['val_metrics'] = dict(val_stats['metrics'], loss=val_stats['loss'])
+        write_json(output_dir / f'test_metrics{suffix}.json', report)
+        print(f"Test metrics written to {output_dir / f'test_metrics{suffix}.json'}")
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+
+def main(args):
+    check_args(args)
+    utils.init_distributed_mode(args)
+    print(args)
+    device = torch.device(args.device)
+    if args.use_amp and device.type != 'cuda':
+        print("Warning: --use_amp only applies to CUDA; running in float32 on", device)
+        args.use_amp = False
+
+    # fix the seed for reproducibility
+    seed = args.seed + utils.get_rank()
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    if device.type == 'cuda':
+        cudnn.benchmark = True
+
+    # Every dataset is built (and every image checked) before anything is written.
+    dataset_train, args.nb_classes = build_dataset(is_train=True, args=args)
+    class_names = [str(c) for c in dataset_train.classes]
+    dataset_val = None
+    if args.disable_eval:
+        args.dist_eval = False
+    else:
+        dataset_val, _ = build_dataset(is_train=False, args=args)
+    test_path = default_test_path(args)
+    dataset_test = None
+    if test_path:
+        args.test_data_path = test_path
+        dataset_test, _ = build_dataset(is_train=False, args=args, split='test')
+    class_counts = np.bincount(np.asarray(dataset_train.targets), minlength=args.nb_classes).tolist()
+    print(f"Classes: {class_names}, training images per class: {class_counts}")
+
+    num_tasks = utils.get_world_size()
+    global_rank = utils.get_rank()
+    sampler_train = utils.build_train_sampler(dataset_train, args)
+    print("Sampler_train = %s" % str(sampler_train))
+    args.pin_mem = args.pin_mem and device.type == 'cuda'
+    data_loader_train = torch.utils.data.DataLoader(
+        dataset_train, sampler=sampler_train, batch_size=args.batch_size, num_workers=args.num_workers,
+        pin_memory=args.pin_mem, drop_last=True)
+    if not args.eval and len(data_loader_train) == 0:
+        raise UserError(f"the training set has {len(dataset_train)} images per process, fewer than one batch "
+                        f"(--batch_size {args.batch_size}); use a smaller --batch_size")
+    data_loader_val = eval_loader(dataset_val, args) if dataset_val is not None else None
+    data_loader_test = eval_loader(dataset_test, args) if dataset_test is not None else None
+
+    mixup_fn = None
+    if mixup_active(args):
+        print("Mixup is activated!")
+        mixup_fn = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=args.cutmix_minmax,
+                         prob=args.mixup_prob, switch_prob=args.mixup_switch_prob, mode=args.mixup_mode,
+                         label_smoothing=args.smoothing, num_classes=args.nb_classes)
+
+    model = convnextv2.__dict__[args.model](num_classes=args.nb_classes, drop_path_rate=args.drop_path,
+                                            head_init_scale=args.head_init_scale)
+
+    if args.finetune:
+        checkpoint = utils.load_checkpoint(args.finetune)
+        print(f"Load pre-trained checkpoint from: {args.finetune}")
+        report = load_pretrained_weights(model, checkpoint, model_prefix=args.model_prefix)
+        print(f"Weights not loaded from the checkpoint: {report['missing']}")
+        print(f"Checkpoint entries not used: {report['unexpected']}")
+        if report['mismatched']:
+            print(f"Head skipped (other number of classes): {report['mismatched']}")
+        # the classifier head always starts fresh, as upstream
+        trunc_normal_(model.head.weight, std=2e-5)
+        torch.nn.init.constant_(model.head.bias, 0.)
+
+    model.to(device)
+
+    model_ema = None
+    if args.model_ema:
+        # Important to create EMA model after cuda(), DP wrapper, and AMP but before SyncBN and DDP wrapper
+        model_ema = ModelEma(model, decay=args.model_ema_decay, device='cpu' if args.model_ema_force_cpu else '',
+                             resume='')
+        print("Using EMA with decay = %.8f" % args.model_ema_decay)
+
+    model_without_ddp = model
+    n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print("Model = %s" % str(model_without_ddp))
+    print('number of params:', n_parameters)
+
+    total_batch_size = args.batch_size * args.update_freq * num_tasks
+    num_training_steps_per_epoch = len(dataset_train) // total_batch_size
+    if args.lr is None:
+        args.lr = args.blr * total_batch_size / 256
+    print("base lr: %.2e" % (args.lr * 256 / total_batch_size))
+    print("actual lr: %.2e" % args.lr)
+    print("accumulate grad iterations: %d" % args.update_freq)
+    print("effective batch size: %d" % total_batch_size)
+
+    if args.layer_decay != 1.0:
+        num_layers = 12 if args.layer_decay_type == 'group' else sum(model_without_ddp.depths)
+        assigner = LayerDecayValueAssigner(
+            [args.layer_decay ** (num_layers + 1 - i) for i in range(num_layers + 2)],
+            depths=model_without_ddp.depths, layer_decay_type=args.layer_decay_type)
+        print("Assigned values = %s" % str(assigner.values))
+    else:
+        assigner = None
+
+    if args.distributed:
+        device_ids = [args.gpu] if device.type == 'cuda' else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False)
+        model_without_ddp = model.module
+
+    optimizer = create_optimizer(
+        args, model_without_ddp, skip_list=None,
+        get_num_layer=assigner.get_layer_id if assigner is not None else None,
+        get_layer_scale=assigner.get_scale if assigner is not None else None)
+    loss_scaler = NativeScaler(device_type=device.type,
+                               enabled=args.use_amp and args.amp_dtype == 'float16')
+
+    criterion = build_criterion(args, class_counts).to(device)
+    print("criterion = %s" % str(criterion))
+
+    if not args.eval and not args.resume and not args.auto_resume and existing_checkpoints(args.output_dir):
+        raise UserError(f"{args.output_dir} already holds checkpoints of another run "
+                        f"({', '.join(existing_checkpoints(args.output_dir)[:3])}); continue it with "
+                        f"--auto_resume true or choose a new --output_dir")
+    resumed = utils.auto_load_model(args=args, model=model, model_without_ddp=model_without_ddp,
+                                    optimizer=optimizer, loss_scaler=loss_scaler, model_ema=model_ema)
+    best = {'value': None, 'epoch': None, 'value_ema': None, 'epoch_ema': None}
+    if resumed is not None:
+        saved_names = resumed.get('class_names')
+        if saved_names is not None and list(saved_names) != class_names:
+            raise UserError(f"checkpoint {args.resume} was trained on classes {list(saved_names)}, this dataset "
+                            f"has {class_names}; use another --output_dir")
+        if resumed.get('best_metric') == args.best_metric:
+            best = {k: resumed.get(f'best_{k}') for k in best}
+    elif not args.eval and existing_checkpoints(args.output_dir):
+        raise UserError(f"{args.output_dir} holds checkpoints but none could be resumed "
+                        f"({', '.join(existing_checkpoints(args.output_dir)[:3])}); choose a new --output_dir")
+
+    loaders = {'val': (data_loader_val, dataset_val and datasets.dataset_root(False, args)),
+               'test': (data_loader_test, test_path)}
+    if args.eval:
+        if resumed is None:
+            raise UserError("--eval true needs a checkpoint: pass --resume <checkpoint-best.pth>")
+        if args.output_dir:
+            Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        epoch = resumed.get('epoch')
+        if isinstance(epoch, str):  # checkpoint-best(-ema).pth: report the epoch it was chosen at
+            epoch = resumed.get('best_epoch_ema' if epoch == 'best-ema' else 'best_epoch', epoch)
+        report_checkpoint(args, model, device, class_names, loaders, args.resume, epoch)
+        return
+
+    # From here on files are written.
+    if args.output_dir:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        if utils.is_main_process():
+            trim_log(Path(args.output_dir) / 'log.txt', args.start_epoch)
+    log_writer = None
+    if global_rank == 0 and args.log_dir is not None:
+        os.makedirs(args.log_dir, exist_ok=True)
+        log_writer = utils.TensorboardLogger(log_dir=args.log_dir)
+
+    print(f"Start training for {args.epochs} epochs (best checkpoint on validation {args.best_metric})")
+    start_time = time.time()
+    for epoch in range(args.start_epoch, args.epochs):
+        data_loader_train.sampler.set_epoch(epoch)  # every epoch, also without DDP: a new order each epoch
+        if log_writer is not None:
+            log_writer.set_step(epoch * num_training_steps_per_epoch * args.update_freq)
+        train_stats = train_one_epoch(model, criterion, data_loader_train, optimizer, device, epoch, loss_scaler,
+                                      args.clip_grad, model_ema, mixup_fn, log_writer=log_writer, args=args)
+        log_stats = {f'train_{k}': v for k, v in train_stats.items()}
+        save = args.output_dir and args.save_ckpt
+
+        if data_loader_val is not None:
+            test_stats = flat_metrics(evaluate(data_loader_val, model, device, use_amp=args.use_amp,
+                                               amp_dtype=args.amp_dtype, class_names=class_names))
+            value = test_stats[args.best_metric]
+            if is_better(value, best['value'], args.best_metric):
+                best['value'], best['epoch'] = value, epoch
+                if save:
+                    utils.save_model(args=args, model=model, model_without_ddp=model_without_ddp,
+                                     optimizer=optimizer, loss_scaler=loss_scaler, epoch="best",
+                                     model_ema=model_ema, extra=checkpoint_extra(args, class_names, best))
+            print(f"Validation {args.best_metric}: {value}  (best {best['value']} at epoch {best['epoch']})")
+            log_stats.update({f'test_{k}': v for k, v in test_stats.items()})
+            log_stats.update(epoch=epoch, n_parameters=n_parameters)
+            if log_writer is not None:
+                log_writer.update(head="perf", step=epoch, **{f'test_{k}': v for k, v in test_stats.items()
+                                                              if isinstance(v, (int, float))})
+
+            if model_ema is not None and args.model_ema_eval:
+                ema_device = next(model_ema.ema.parameters()).device
+                ema_stats = flat_metrics(evaluate(data_loader_val, model_ema.ema, ema_device, use_amp=args.use_amp,
+                                                  amp_dtype=args.amp_dtype, class_names=class_names))
+                value = ema_stats[args.best_metric]
+                if is_better(value, best['value_ema'], args.best_metric):
+                    best['value_ema'], best['epoch_ema'] = value, epoch
+                    if save:
+                        utils.save_model(args=args, model=model, model_without_ddp=model_without_ddp,
+                                         optimizer=optimizer, loss_scaler=loss_scaler, epoch="best-ema",
+                                         model_ema=model_ema, extra=checkpoint_extra(args, class_names, best))
+                print(f"EMA validation {args.best_metric}: {value}  (best {best['value_ema']})")
+                log_stats.update({f'test_{k}_ema': v for k, v in ema_stats.items()})
+                if log_writer is not None:
+                    log_writer.update(head="perf", step=epoch, **{f'test_{k}_ema': v for k, v in ema_stats.items()
+                                                                  if isinstance(v, (int, float))})
+        else:
+            log_stats.update(epoch=epoch, n_parameters=n_parameters)
+
+        # log.txt first, then the numbered checkpoint: checkpoint-N.pth on disk implies its log line exists
+        if args.output_dir and utils.is_main_process():
+            if log_writer is not None:
+                log_writer.flush()
+            with open(os.path.join(args.output_dir, "log.txt"), mode="a", encoding="utf-8") as f:
+                f.write(json.dumps(log_stats) + "\n")
+        if save and ((epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs):
+            utils.save_model(args=args, model=model, model_without_ddp=model_without_ddp, optimizer=optimizer,
+                             loss_scaler=loss_scaler, epoch=epoch, model_ema=model_ema,
+                             extra=checkpoint_extra(args, class_names, best))
+
+    total_time = time.time() - start_time
+    print('Training time {}'.format(str(datetime.timedelta(seconds=int(total_time)))))
+    final_report(args, model, model_without_ddp, model_ema, device, class_names, loaders)
+
+
+def checkpoint_extra(args, class_names, best):
+    extra = {'class_names': list(class_names), 'best_metric': args.best_metric}
+    extra.update({f'best_{k}': v for k, v in best.items()})
+    return extra
+
+
+def final_report(args, model, model_without_ddp, model_ema, device, class_names, loaders):
+    """Evaluates checkpoint-best.pth (else the final weights) on val and test and writes the reports."""
+    if loaders['val'][0] is None and loaders['test'][0] is None:
+        return
+    if utils.is_dist_avail_and_initialized():
+        torch.distributed.barrier()  # rank 0 has finished writing checkpoint-best.pth
+    best_path = Path(args.output_dir) / 'checkpoint-best.pth' if args.output_dir else None
+    if best_path is not None and best_path.exists():
+        checkpoint = utils.load_checkpoint(best_path)
+        model_without_ddp.load_state_dict(checkpoint['model'])
+        name, epoch = str(best_path), checkpoint.get('best_epoch')
+    else:
+        print("No checkpoint-best.pth: reporting the weights after the last epoch")
+        name, epoch = 'final weights (not saved as best)', args.epochs - 1
+    report_checkpoint(args, model, device, class_names, loaders, name, epoch)
+
+    ema_path = Path(args.output_dir) / 'checkpoint-best-ema.pth' if args.output_dir else None
+    if model_ema is not None and args.model_ema_eval and ema_path is not None and ema_path.exists():
+        checkpoint = utils.load_checkpoint(ema_path)
+        model_without_ddp.load_state_dict(checkpoint['model_ema'])
+        report_checkpoint(args, model, device, class_names, {'test': loaders['test']}, str(ema_path),
+                          checkpoint.get('best_epoch_ema'), suffix='_ema')
+
+
+if __name__ == '__main__':
+    parser = argparse.ArgumentParser('FCMAE fine-tuning', parents=[get_args_parser()])
+    args = parser.parse_args()
+    try:
+        main(args)
+    except UserError as e:
+        sys.exit(f"error: {e}")

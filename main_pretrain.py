@@ -1,0 +1,328 @@
+"""FCMAE self-supervised pre-training of ConvNeXt-V2 (CPU or CUDA, single process or torchrun)."""
+import argparse
+import datetime
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.backends.cudnn as cudnn
+import torch.distributed as dist
+import torchvision.transforms as transforms
+
+import timm_compat  # noqa: F401  (must precede any timm import)
+from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.optim.optim_factory import add_weight_decay
+
+import models.fcmae as fcmae
+import utils
+from engine_pretrain import train_one_epoch
+from rheed.errors import UserError
+from rheed.imageio import IMAGE_EXTENSIONS, SCALING_MODES, ImageListDataset, list_images, make_loader, verify_files
+from utils import NativeScalerWithGradNormCount as NativeScaler
+from utils import str2bool
+
+SPLIT_NAMES = ('train', 'val', 'test')
+HELD_OUT_SPLITS = ('val', 'test')
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser('FCMAE pre-training', add_help=False)
+    parser.add_argument('--batch_size', default=64, type=int,
+                        help='Per GPU batch size')
+    parser.add_argument('--epochs', default=800, type=int)
+    parser.add_argument('--warmup_epochs', type=int, default=40,
+                        help='epochs to warmup LR')
+    parser.add_argument('--update_freq', default=1, type=int,
+                        help='gradient accumulation steps')
+
+    # Model parameters
+    parser.add_argument('--model', default='convnextv2_base', type=str, metavar='MODEL',
+                        help=f'Name of model to train ({", ".join(fcmae.MODEL_NAMES)})')
+    parser.add_argument('--input_size', default=224, type=int,
+                        help='image input size (a multiple of 32)')
+    parser.add_argument('--mask_ratio', default=0.6, type=float,
+                        help='Masking ratio (percentage of removed patches).')
+    parser.add_argument('--norm_pix_loss', type=str2bool, nargs='?', const=True, default=True,
+                        help='Use (per-patch) normalized pixels as targets for computing loss '
+                             '(default true; `--norm_pix_loss false` turns it off)')
+    parser.add_argument('--decoder_depth', type=int, default=1)
+    parser.add_argument('--decoder_embed_dim', type=int, default=512)
+
+    # Optimizer parameters
+    parser.add_argument('--weight_decay', type=float, default=0.05,
+                        help='weight decay (default: 0.05)')
+    parser.add_argument('--lr', type=float, default=None, metavar='LR',
+                        help='learning rate (absolute lr)')
+    parser.add_argument('--blr', type=float, default=1.5e-4, metavar='LR',
+                        help='base learning rate: absolute_lr = base_lr * total_batch_size / 256')
+    parser.add_argument('--min_lr', type=float, default=0., metavar='LR',
+                        help='lower lr bound for cyclic schedulers that hit 0')
+    parser.add_argument('--clip_grad', type=float, default=None, metavar='NORM',
+                        help='Clip gradient norm (default: None, no clipping)')
+
+    # Dataset parameters
+    parser.add_argument('--data_path', default='/datasets01/imagenet_full_size/061417/', type=str,
+                        help='dataset path: images under <data_path>/train if it exists, else under data_path '
+                             '(recursive); val/test split folders are refused')
+    parser.add_argument('--unlabeled_data_path', default=None, type=str,
+                        help='optional extra folder of unlabeled frames (recursive), added to the training set')
+    parser.add_argument('--bit_scaling', default='percentile', type=str, choices=SCALING_MODES,
+                        help='how 16-bit frames are mapped to 8 bit (see the data section of the README)')
+    parser.add_argument('--skip_corrupt', type=str2bool, default=False,
+                        help='leave unreadable image files out instead of stopping')
+    parser.add_argument('--output_dir', default='',
+                        help='path where to save, empty for no saving')
+    parser.add_argument('--log_dir', default=None,
+                        help='path where to tensorboard log')
+    parser.add_argument('--device', default='cuda',
+                        help='device to use for training / testing (cuda or cpu)')
+    parser.add_argument('--seed', default=0, type=int)
+    parser.add_argument('--resume', default='',
+                        help='resume from checkpoint')
+    parser.add_argument('--auto_resume', type=str2bool, default=True)
+    parser.add_argument('--save_ckpt', type=str2bool, default=True)
+    parser.add_argument('--save_ckpt_freq', default=1, type=int)
+    parser.add_argument('--save_ckpt_num', default=3, type=int)
+    parser.add_argument('--start_epoch', default=0, type=int, metavar='N',
+                        help='start epoch')
+    parser.add_argument('--num_workers', default=10, type=int)
+    parser.add_argument('--pin_mem', type=str2bool, default=True,
+                        help='Pin CPU memory in DataLoader for more efficient (sometimes) transfer to GPU '
+                             '(only used with a CUDA device)')
+    parser.add_argument('--use_amp', type=str2bool, default=False,
+                        help='mixed precision autocast on CUDA (ignored on CPU)')
+    parser.add_argument('--amp_dtype', default='bfloat16', choices=('float16', 'bfloat16'),
+                        help='autocast dtype with --use_amp; float16 also enables loss scaling')
+
+    # Evaluation parameters
+    parser.add_argument('--crop_pct', type=float, default=None,
+                        help='accepted for compatibility; not used by pre-training')
+
+    # distributed training parameters
+    parser.add_argument('--world_size', default=1, type=int,
+                        help='number of distributed processes')
+    parser.add_argument('--local_rank', '--local-rank', default=-1, type=int,
+                        help='set by torch.distributed.launch; the rank is read from the environment')
+    parser.add_argument('--dist_on_itp', type=str2bool, default=False)
+    parser.add_argument('--dist_url', default='env://',
+                        help='url used to set up distributed training')
+    return parser
+
+
+def _split_root_of(folder: Path):
+    """The split root if `folder` is a val/test split folder (its parent holds >= 2 split folders
+    or a manifest.csv), else None."""
+    if folder.name not in HELD_OUT_SPLITS:
+        return None
+    parent = folder.parent
+    n_splits = sum((parent / name).is_dir() for name in SPLIT_NAMES)
+    if n_splits >= 2 or (parent / 'manifest.csv').is_file():
+        return parent
+    return None
+
+
+def check_no_held_out_frames(files, flag):
+    """Raises UserError if any file lies inside a val/test folder of a split root."""
+    checked = {}
+    for f in files:
+        directory = Path(f).resolve().parent
+        if directory in checked:
+            continue
+        checked[directory] = None
+        for folder in (directory, *directory.parents):
+            split_root = _split_root_of(folder)
+            if split_root is not None:
+                raise UserError(f"refusing to pre-train on held-out frames: {flag} includes {folder} (the "
+                                f"'{folder.name}' split of {split_root}); point {flag} at the split root or its "
+                                f"train/ folder")
+
+
+def resolve_pretrain_files(data_path, unlabeled_data_path=None):
+    """All image files for pre-training: <data_path>/train if present, else data_path (recursive),
+    plus unlabeled_data_path. Labels and class folders are ignored."""
+    sources = []
+    root = Path(data_path)
+    if not root.is_dir():
+        raise UserError(f"--data_path not found: {data_path}")
+    train_dir = root / 'train'
+    sources.append((train_dir if train_dir.is_dir() else root, '--data_path'))
+    if unlabeled_data_path:
+        if not Path(unlabeled_data_path).is_dir():
+            raise UserError(f"--unlabeled_data_path not found: {unlabeled_data_path}")
+        sources.append((Path(unlabeled_data_path), '--unlabeled_data_path'))
+
+    files, seen = [], set()
+    for folder, flag in sources:
+        found = list_images(folder, recursive=True)
+        if not found:
+            raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {folder} ({flag})")
+        check_no_held_out_frames(found, flag)
+        for f in found:
+            key = os.path.realpath(f)
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
+    return files
+
+
+def build_pretrain_transform(input_size):
+    return transforms.Compose([
+        transforms.RandomResizedCrop(input_size, scale=(0.2, 1.0),
+                                     interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD),
+    ])
+
+
+def verified_files(args):
+    """Lists and decodes every training file once (on rank 0 when distributed)."""
+    if not (args.distributed and utils.get_world_size() > 1):
+        files = resolve_pretrain_files(args.data_path, args.unlabeled_data_path)
+        good, _ = verify_files(files, skip_corrupt=args.skip_corrupt)
+        return good
+    result = [None, None]
+    if utils.is_main_process():
+        try:
+            files = resolve_pretrain_files(args.data_path, args.unlabeled_data_path)
+            result[0], _ = verify_files(files, skip_corrupt=args.skip_corrupt)
+        except UserError as e:
+            result[1] = str(e)
+    dist.broadcast_object_list(result, src=0)
+    if result[1] is not None:
+        raise UserError(result[1])
+    return result[0]
+
+
+def build_model(args):
+    if args.model not in fcmae.MODEL_NAMES:
+        raise UserError(f"unknown --model {args.model!r}; choose one of {', '.join(fcmae.MODEL_NAMES)}")
+    if args.input_size % 32 != 0:
+        raise UserError(f"--input_size {args.input_size} must be a multiple of 32 (the FCMAE patch size)")
+    return fcmae.__dict__[args.model](
+        img_size=args.input_size,
+        mask_ratio=args.mask_ratio,
+        decoder_depth=args.decoder_depth,
+        decoder_embed_dim=args.decoder_embed_dim,
+        norm_pix_loss=args.norm_pix_loss,
+    )
+
+
+def main(args):
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise UserError("--device cuda, but no CUDA GPU is available; use --device cpu")
+    utils.init_distributed_mode(args)
+    print(f"job dir: {os.path.dirname(os.path.realpath(__file__))}")
+    print(f"{args}".replace(', ', ',\n'))
+
+    seed = args.seed + utils.get_rank()
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    if device.type == 'cuda':
+        cudnn.benchmark = True
+
+    model = build_model(args)
+    files = verified_files(args)
+    num_tasks = utils.get_world_size()
+    global_rank = utils.get_rank()
+    dataset_train = ImageListDataset(files, transform=build_pretrain_transform(args.input_size),
+                                     loader=make_loader(args.bit_scaling))
+    print(f"Pre-training on {len(dataset_train)} images")
+    if len(dataset_train) < args.batch_size * num_tasks:
+        raise UserError(f"only {len(dataset_train)} images, fewer than one batch ({args.batch_size} x "
+                        f"{num_tasks} processes); lower --batch_size")
+    sampler_train = utils.build_train_sampler(dataset_train, args)
+    print(f"Sampler_train = {sampler_train}")
+
+    if global_rank == 0 and args.log_dir is not None:
+        os.makedirs(args.log_dir, exist_ok=True)
+        log_writer = utils.TensorboardLogger(log_dir=args.log_dir)
+    else:
+        log_writer = None
+
+    data_loader_train = torch.utils.data.DataLoader(
+        dataset_train, sampler=sampler_train,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        pin_memory=args.pin_mem and device.type == 'cuda',
+        drop_last=True,
+        persistent_workers=args.num_workers > 0,
+    )
+
+    model.to(device)
+    model_without_ddp = model
+    n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"Model = {model_without_ddp}")
+    print(f"number of params: {n_parameters}")
+
+    eff_batch_size = args.batch_size * args.update_freq * num_tasks
+    num_training_steps_per_epoch = len(dataset_train) // eff_batch_size
+    if args.lr is None:
+        args.lr = args.blr * eff_batch_size / 256
+    print(f"base lr: {args.lr * 256 / eff_batch_size:.2e}")
+    print(f"actual lr: {args.lr:.2e}")
+    print(f"accumulate grad iterations: {args.update_freq}")
+    print(f"effective batch size: {eff_batch_size}")
+
+    if args.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[args.gpu] if device.type == 'cuda' else None, find_unused_parameters=True)
+        model_without_ddp = model.module
+
+    # timm's add_weight_decay, as upstream: no decay for 1-D tensors and biases only
+    # (GRN gamma/beta and mask_token are decayed; see the README).
+    param_groups = add_weight_decay(model_without_ddp, args.weight_decay)
+    optimizer = torch.optim.AdamW(param_groups, lr=args.lr, betas=(0.9, 0.95))
+    print(optimizer)
+    amp_dtype = utils.get_amp_dtype(args.amp_dtype)
+    use_amp = args.use_amp and device.type == 'cuda'
+    if args.use_amp and not use_amp:
+        print("--use_amp is ignored on CPU (training runs in float32)")
+    args.use_amp = use_amp
+    loss_scaler = NativeScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+
+    utils.auto_load_model(args=args, model=model, model_without_ddp=model_without_ddp,
+                          optimizer=optimizer, loss_scaler=loss_scaler)
+
+    print(f"Start training for {args.epochs} epochs (from epoch {args.start_epoch})")
+    start_time = time.time()
+    for epoch in range(args.start_epoch, args.epochs):
+        sampler_train.set_epoch(epoch)  # every epoch, also single-process: a new order each epoch
+        if log_writer is not None:
+            log_writer.set_step(epoch * num_training_steps_per_epoch * args.update_freq)
+        train_stats = train_one_epoch(model, data_loader_train, optimizer, device, epoch, loss_scaler,
+                                      log_writer=log_writer, args=args)
+        if args.output_dir and args.save_ckpt:
+            if (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs:
+                utils.save_model(args=args, model=model, model_without_ddp=model_without_ddp,
+                                 optimizer=optimizer, loss_scaler=loss_scaler, epoch=epoch)
+        log_stats = {**{f'train_{k}': v for k, v in train_stats.items()},
+                     'epoch': epoch, 'n_parameters': n_parameters}
+        if args.output_dir and utils.is_main_process():
+            if log_writer is not None:
+                log_writer.flush()
+            with open(os.path.join(args.output_dir, "log.txt"), mode="a", encoding="utf-8") as f:
+                f.write(json.dumps(log_stats) + "\n")
+
+    total_time = time.time() - start_time
+    print(f"Training time {datetime.timedelta(seconds=int(total_time))}")
+    if args.distributed:
+        dist.destroy_process_group()
+
+
+if __name__ == '__main__':
+    parser = argparse.ArgumentParser('FCMAE pre-training', parents=[get_args_parser()])
+    args = parser.parse_args()
+    try:
+        if args.output_dir:
+            Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        main(args)
+    except UserError as e:
+        sys.exit(f"error: {e}")

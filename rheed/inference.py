@@ -1,0 +1,143 @@
+"""Loads a fine-tuned classifier from its checkpoint, with the preprocessing it was evaluated with.
+
+The checkpoint's stored training arguments (model name, classes, input size, crop, mean/std, bit
+scaling) define everything, so prediction, Grad-CAM and export never ask the user to repeat flags.
+"""
+import argparse
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rheed.errors import UserError
+
+# Keys that only an FCMAE pre-training state_dict has.
+PRETRAIN_KEY_PREFIXES = ("encoder.", "decoder.", "mask_token", "proj.", "pred.")
+# main_finetune defaults for the arguments the evaluation preprocessing reads.
+EVAL_DEFAULTS = {"crop_pct": None, "imagenet_default_mean_and_std": True, "bit_scaling": "percentile"}
+
+
+@dataclass
+class Classifier:
+    """A classifier in eval mode plus the evaluation preprocessing of its checkpoint."""
+    model: torch.nn.Module
+    transform: Callable[[Image.Image], torch.Tensor]
+    loader: Callable[[str], Image.Image]
+    class_names: list[str]
+    args: dict
+    device: torch.device
+    checkpoint_path: str = ""
+
+    @property
+    def scaling(self) -> dict:
+        """Bit-scaling keyword arguments of rheed.imageio (the loader's settings)."""
+        return {"scaling": self.args.get("bit_scaling") or "percentile", "max_value": self.args.get("bit_max")}
+
+    def image_from_array(self, array: np.ndarray, bits: int | None = None) -> Image.Image:
+        """A raw frame (TIFF page, video frame) -> the RGB image the loader would give for the same pixels."""
+        from rheed import imageio
+        return imageio.frame_to_rgb(imageio.to_uint8(np.asarray(array), bits=bits, **self.scaling))
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return torch.stack([self.transform(img) for img in images])
+
+    @torch.inference_mode()
+    def predict_tensor(self, x: torch.Tensor) -> np.ndarray:
+        logits = self.model(x.to(self.device))
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Class probabilities, shape (len(images), num_classes)."""
+        if len(images) == 0:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        return self.predict_tensor(self.preprocess(images))
+
+    def predict_paths(self, paths: Sequence[str]) -> np.ndarray:
+        return self.predict_images([self.loader(str(p)) for p in paths])
+
+
+def _read_checkpoint(path: Path) -> dict:
+    import utils
+
+    ckpt = utils.load_checkpoint(str(path))
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise UserError(f"{path} is not a model checkpoint (no 'model' entry)")
+    return ckpt
+
+
+def _stored_args(ckpt: dict, path: Path) -> dict:
+    import utils
+
+    if ckpt.get("args") is None:
+        raise UserError(f"{path} has no stored training arguments ('args'); predict needs a checkpoint "
+                        f"written by main_finetune.py")
+    # Upstream checkpoints predate --bit_scaling; fill what the evaluation transform reads with the defaults.
+    return {**EVAL_DEFAULTS, **utils.checkpoint_args(ckpt)}
+
+
+def _class_names(ckpt: dict, num_classes: int, path: Path) -> list[str]:
+    names = ckpt.get("class_names")
+    if names is None:
+        names = [f"class{i}" for i in range(num_classes)]
+        print(f"warning: {path} stores no class_names; using {names}", file=sys.stderr)
+    names = [str(n) for n in names]
+    if len(names) != num_classes:
+        raise UserError(f"{path} stores {len(names)} class_names but its head has {num_classes} outputs")
+    return names
+
+
+def load_classifier(checkpoint_path: str | Path, device: str = "cpu", use_ema: bool = False) -> Classifier:
+    """Builds the model named in the checkpoint, loads its weights and the evaluation transform."""
+    import timm_compat  # noqa: F401  (datasets imports timm)
+    import datasets
+    from models import convnextv2
+    from rheed import imageio
+
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    ckpt = _read_checkpoint(path)
+    if any(k.startswith(PRETRAIN_KEY_PREFIXES) for k in ckpt["model"]):
+        raise UserError(f"{path} is an FCMAE pre-training checkpoint (no classifier head); fine-tune it with "
+                        f"main_finetune.py --finetune {path} and predict with the fine-tuned checkpoint")
+    args = _stored_args(ckpt, path)
+    if use_ema:
+        if "model_ema" not in ckpt:
+            raise UserError(f"{path} has no EMA weights ('model_ema'); drop --ema")
+        state_dict = ckpt["model_ema"]
+    else:
+        state_dict = ckpt["model"]
+    if "head.weight" not in state_dict:
+        raise UserError(f"{path} has no classifier head ('head.weight'); is it a fine-tuned checkpoint?")
+
+    name = args.get("model")
+    if name not in convnextv2.MODEL_NAMES:
+        raise UserError(f"{path} names model {name!r}, which is not one of {', '.join(convnextv2.MODEL_NAMES)}")
+    num_classes, in_chans = state_dict["head.weight"].shape[0], state_dict["downsample_layers.0.0.weight"].shape[1]
+    args["nb_classes"] = num_classes
+    class_names = _class_names(ckpt, num_classes, path)
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was given but no CUDA device is available; use --device cpu")
+    torch_device = torch.device(device)
+    model = convnextv2.__dict__[name](num_classes=num_classes, in_chans=in_chans)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0:2]
+        raise UserError(f"{path}: weights do not fit {name}: {' '.join(first)}") from e
+    model.to(torch_device).eval()
+
+    # build_transform may fill args in place (upstream sets crop_pct); work on a copy.
+    transform_args = argparse.Namespace(**args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        transform = datasets.build_transform(False, transform_args)
+    loader = imageio.make_loader(args.get("bit_scaling") or "percentile", max_value=args.get("bit_max"))
+    return Classifier(model=model, transform=transform, loader=loader, class_names=class_names, args=args,
+                      device=torch_device, checkpoint_path=str(path))

@@ -1,0 +1,593 @@
+"""Frame-by-frame growth monitoring: classify the frames of a run and find the smooth -> rough transition.
+
+Inputs: one image, a folder of frames (ordered by the frame number in the file name), a multi-page TIFF
+(one frame per page) or a video file (decoded with PyAV). `watch_folder` follows a folder that a camera
+writes into.
+
+Smoothing is a causal moving average: the smoothed value of frame t is the mean of the raw positive-class
+probabilities of frames t-w+1 .. t (fewer at the start). It only looks back, so offline runs and watch mode
+give the same numbers; the price is a lag of about (w - 1) / 2 frames. The transition is the first frame
+from which the smoothed probability stays >= threshold for `persist` consecutive frames.
+"""
+import csv
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from rheed.errors import UserError
+from rheed.inference import Classifier
+
+VIDEO_EXTENSIONS = (".avi", ".mkv", ".mp4", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv")
+TIFF_EXTENSIONS = (".tif", ".tiff")
+OUTPUT_FILES = ("predictions.csv", "summary.json", "timeline.png", "timeline.pdf")
+SMOOTHING = "causal moving average"
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Frame:
+    frame: int
+    source: str
+    image: Image.Image
+
+
+@dataclass
+class PredictOptions:
+    threshold: float = 0.5
+    smooth_window: int = 5
+    persist: int = 10
+    positive_class: str | None = None
+    batch_size: int = 32
+    pattern: str | None = None
+
+    def validate(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise UserError(f"--threshold must be between 0 and 1, got {self.threshold}")
+        if self.smooth_window < 1:
+            raise UserError(f"--smooth_window must be >= 1, got {self.smooth_window}")
+        if self.persist < 1:
+            raise UserError(f"--persist must be >= 1, got {self.persist}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch_size must be >= 1, got {self.batch_size}")
+
+
+def resolve_positive_class(class_names: Sequence[str], positive_class: str | None) -> int:
+    """Index of the class whose probability is tracked: the given name, else 'rough' or the one '*rough*'."""
+    if positive_class is not None:
+        if positive_class not in class_names:
+            raise UserError(f"--positive_class {positive_class!r} is not a class of this checkpoint "
+                            f"({', '.join(class_names)})")
+        return list(class_names).index(positive_class)
+    if "rough" in class_names:
+        return list(class_names).index("rough")
+    rough = [i for i, name in enumerate(class_names) if "rough" in name.lower()]
+    if len(rough) == 1:
+        return rough[0]
+    raise UserError(f"cannot tell which class means 'rough' among {', '.join(class_names)}; "
+                    f"pass --positive_class")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs
+
+class FrameSource:
+    """An ordered run of frames from one input; unreadable items are reported and skipped."""
+
+    def __init__(self, kind: str, path: Path, total: int | None, frames: Callable[[], Iterator[Frame]]):
+        self.kind = kind
+        self.path = path
+        self.total = total
+        self.skipped: list[tuple[str, str]] = []
+        self._frames = frames
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self._frames()
+
+    def skip(self, source: str, reason: str) -> None:
+        self.skipped.append((source, reason))
+        warn(f"skipping {source}: {reason}")
+
+
+def is_image_file(path: Path) -> bool:
+    from rheed.imageio import IMAGE_EXTENSIONS
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def frame_number(path: Path, pattern: str | None, default: int) -> int:
+    from rheed.naming import parse_sequence_frame
+    _, frame = parse_sequence_frame(path.name, pattern)
+    return default if frame is None else frame
+
+
+def count_tiff_pages(path: Path) -> int:
+    import tifffile
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return len(tif.pages)
+    except Exception as e:  # tifffile raises several types for damaged files
+        raise UserError(f"cannot read TIFF {path}: {e}") from e
+
+
+def folder_source(folder: Path, classifier: Classifier, pattern: str | None) -> FrameSource:
+    from rheed.naming import parse_sequence_frame, sort_by_frame
+
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    images = [p for p in files if is_image_file(p)]
+    source = FrameSource("folder", folder, len(images), lambda: iterate())
+    for p in files:
+        if not is_image_file(p):
+            source.skip(str(p), "not an image file")
+    if not images:
+        raise UserError(f"no image frames in {folder}")
+    images = [Path(p) for p in sort_by_frame([str(p) for p in images], pattern)]
+    sequences = {parse_sequence_frame(p.name, pattern)[0] for p in images}
+    if len(sequences) > 1:
+        warn(f"{folder} holds frames of {len(sequences)} sequences ({', '.join(sorted(map(str, sequences)))}); "
+             f"they are treated as one run")
+
+    def iterate() -> Iterator[Frame]:
+        for i, p in enumerate(images):
+            try:
+                image = classifier.loader(str(p))
+            except Exception as e:  # any decoder failure: report the file, keep going
+                source.skip(str(p), f"cannot decode ({e})")
+                continue
+            yield Frame(frame_number(p, pattern, i), str(p), image)
+
+    return source
+
+
+def tiff_stack_source(path: Path, classifier: Classifier, n_pages: int) -> FrameSource:
+    from rheed.imageio import read_stack
+
+    def iterate() -> Iterator[Frame]:
+        for i, array in enumerate(read_stack(str(path), **classifier.scaling)):
+            yield Frame(i, f"{path}[{i}]", classifier.image_from_array(array))
+
+    return FrameSource("tiff_stack", path, n_pages, iterate)
+
+
+def video_source(path: Path, classifier: Classifier) -> FrameSource:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UserError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            total = stream.frames or None
+    except av.error.FFmpegError as e:
+        raise UserError(f"cannot open video {path}: {e}") from e
+
+    def iterate() -> Iterator[Frame]:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            pix_fmt = stream.codec_context.pix_fmt or ""
+            if pix_fmt.startswith("gray") and pix_fmt != "gray":
+                fmt = "gray16le"  # 9-16 bit grayscale keeps its depth
+            elif pix_fmt.startswith("gray"):
+                fmt = "gray"
+            else:
+                fmt = "rgb24"
+            try:
+                for i, frame in enumerate(container.decode(stream)):
+                    yield Frame(i, f"{path}[{i}]", classifier.image_from_array(frame.to_ndarray(format=fmt)))
+            except av.error.FFmpegError as e:
+                warn(f"{path}: decoding stopped after a damaged packet ({e})")
+
+    return FrameSource("video", path, total, iterate)
+
+
+def open_input(path: str | Path, classifier: Classifier, pattern: str | None = None) -> FrameSource:
+    """Chooses the reader for an image, a folder of frames, a multi-page TIFF or a video."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"input not found: {path}")
+    if path.is_dir():
+        return folder_source(path, classifier, pattern)
+    suffix = path.suffix.lower()
+    if suffix in TIFF_EXTENSIONS:
+        n_pages = count_tiff_pages(path)
+        if n_pages > 1:
+            return tiff_stack_source(path, classifier, n_pages)
+    if is_image_file(path):
+        try:
+            image = classifier.loader(str(path))
+        except Exception as e:
+            raise UserError(f"cannot decode image {path}: {e}") from e
+        frame = Frame(frame_number(path, pattern, 0), str(path), image)
+        return FrameSource("image", path, 1, lambda: iter([frame]))
+    if suffix in VIDEO_EXTENSIONS:
+        return video_source(path, classifier)
+    raise UserError(f"unsupported input {path}: expected an image, a folder of frames, a multi-page TIFF or a "
+                    f"video ({' '.join(VIDEO_EXTENSIONS)})")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Outputs
+
+def default_out_dir(input_path: str | Path) -> Path:
+    path = Path(input_path).resolve()
+    stem = path.name if path.is_dir() else path.stem
+    return path.parent / f"{stem}_predictions"
+
+
+def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    existing = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise UserError(f"{out_dir} already holds {', '.join(existing)}; choose another --out or pass --overwrite")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass
+class Row:
+    index: int
+    frame: int
+    source: str
+    probability: float
+    smoothed: float
+    label: str
+    transition_found: bool = False
+
+
+@dataclass
+class TimelineRecorder:
+    """Appends predictions to predictions.csv row by row and tracks the smoothed probability and transition."""
+    out_dir: Path
+    class_names: list[str]
+    positive: int
+    options: PredictOptions
+    frames: list[int] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    probs: list[float] = field(default_factory=list)
+    smoothed: list[float] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    transition: int | None = None  # index into the lists
+
+    def __post_init__(self) -> None:
+        self.positive_name = self.class_names[self.positive]
+        self._window: deque[float] = deque(maxlen=self.options.smooth_window)
+        self._run_start: int | None = None
+        self._file = open(self.out_dir / "predictions.csv", "w", newline="")
+        self._csv = csv.writer(self._file)
+        header = ["frame", "source", f"p_{self.positive_name}", "label", f"p_{self.positive_name}_smoothed"]
+        if len(self.class_names) > 2:
+            header += [f"prob_{name}" for name in self.class_names]
+        self._csv.writerow(header)
+        self._file.flush()
+
+    def label_for(self, probs: np.ndarray) -> str:
+        if probs[self.positive] >= self.options.threshold:
+            return self.positive_name
+        others = [i for i in range(len(probs)) if i != self.positive]
+        return self.class_names[max(others, key=lambda i: probs[i])]
+
+    def add(self, frame: int, source: str, probs: np.ndarray) -> Row:
+        p = float(probs[self.positive])
+        self._window.append(p)
+        smoothed = float(np.mean(self._window))
+        label = self.label_for(probs)
+        index = len(self.probs)
+        self.frames.append(frame)
+        self.sources.append(source)
+        self.probs.append(p)
+        self.smoothed.append(smoothed)
+        self.labels.append(label)
+
+        found = False
+        if smoothed >= self.options.threshold:
+            if self._run_start is None:
+                self._run_start = index
+            if self.transition is None and index - self._run_start + 1 >= self.options.persist:
+                self.transition = self._run_start
+                found = True
+        else:
+            self._run_start = None
+
+        row = [frame, source, f"{p:.6f}", label, f"{smoothed:.6f}"]
+        if len(self.class_names) > 2:
+            row += [f"{float(q):.6f}" for q in probs]
+        self._csv.writerow(row)
+        self._file.flush()
+        return Row(index, frame, source, p, smoothed, label, found)
+
+    def summary(self, extra: dict) -> dict:
+        n = len(self.probs)
+        t = self.transition
+        return {
+            "num_frames": n,
+            "transition_frame": None if t is None else self.frames[t],
+            "transition_index": t,
+            "transition_source": None if t is None else self.sources[t],
+            "positive_class": self.positive_name,
+            "fraction_positive": (sum(lbl == self.positive_name for lbl in self.labels) / n) if n else 0.0,
+            "fraction_positive_smoothed": (float(np.mean(np.asarray(self.smoothed) >= self.options.threshold))
+                                           if n else 0.0),
+            "first_frame": self.frames[0] if n else None,
+            "last_frame": self.frames[-1] if n else None,
+            "threshold": self.options.threshold,
+            "smoothing": SMOOTHING,
+            "smooth_window": self.options.smooth_window,
+            "persist": self.options.persist,
+            "class_names": self.class_names,
+            **extra,
+        }
+
+    def write_outputs(self, extra: dict) -> dict:
+        """Writes summary.json and the timeline figure for the rows so far; returns the summary."""
+        summary = self.summary(extra)
+        if self.probs:
+            plot_timeline(self.out_dir, np.asarray(self.frames), np.asarray(self.probs), np.asarray(self.smoothed),
+                          self.options.threshold, summary["transition_frame"], self.positive_name)
+        write_json_atomic(self.out_dir / "summary.json", summary)
+        return summary
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def plot_timeline(out_dir: Path, frames: np.ndarray, probs: np.ndarray, smoothed: np.ndarray, threshold: float,
+                  transition_frame: int | None, positive_name: str) -> list[Path]:
+    """timeline.png/pdf: raw and smoothed probability over frames, threshold and transition (grayscale-safe)."""
+    from rheed.plotting import figure_style, new_figure, save_figure
+
+    with figure_style("en"):
+        fig = new_figure(7.0, 3.0)
+        ax = fig.add_subplot(1, 1, 1)
+        raw_marker = {"marker": ".", "markersize": 3} if len(frames) <= 400 else {}
+        ax.plot(frames, probs, color="0.6", linestyle="-", linewidth=0.8, label=f"p({positive_name}) per frame",
+                **raw_marker)
+        ax.plot(frames, smoothed, color="black", linestyle="-", linewidth=1.8, label="smoothed (causal mean)")
+        ax.axhline(threshold, color="0.3", linestyle="--", linewidth=1.0, label=f"threshold {threshold:g}")
+        if transition_frame is not None:
+            ax.axvline(transition_frame, color="black", linestyle="-.", linewidth=1.2,
+                       label=f"transition: frame {transition_frame}")
+            ax.axvspan(transition_frame, frames.max(), facecolor="0.9", edgecolor="0.7", hatch="//", linewidth=0,
+                       zorder=0)
+        ax.set_xlabel("Frame")
+        ax.set_ylabel(f"p({positive_name})")
+        ax.set_ylim(-0.03, 1.03)
+        if len(frames) > 1:
+            ax.set_xlim(frames.min(), frames.max())
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        return save_figure(fig, out_dir, "timeline", dpi=150)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Offline prediction
+
+def run_options(classifier: Classifier, options: PredictOptions) -> dict:
+    return {
+        "model": classifier.args.get("model"),
+        "checkpoint": classifier.checkpoint_path,
+        "input_size": classifier.args.get("input_size"),
+        "bit_scaling": classifier.args.get("bit_scaling"),
+        "device": str(classifier.device),
+        "batch_size": options.batch_size,
+        "pattern": options.pattern,
+    }
+
+
+def predict_input(classifier: Classifier, input_path: str | Path, out_dir: str | Path | None = None,
+                  options: PredictOptions | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+    """Classifies every frame of the input; writes predictions.csv, timeline.png/pdf and summary.json."""
+    from tqdm import tqdm
+
+    options = options or PredictOptions()
+    options.validate()
+    positive = resolve_positive_class(classifier.class_names, options.positive_class)
+    source = open_input(input_path, classifier, options.pattern)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(input_path)
+    prepare_out_dir(out_dir, overwrite)
+
+    recorder = TimelineRecorder(out_dir, classifier.class_names, positive, options)
+    start = time.perf_counter()
+    interrupted = False
+    bar = tqdm(total=source.total, unit="frame", disable=not progress, file=sys.stderr)
+    batch: list[Frame] = []
+
+    def flush() -> None:
+        probs = classifier.predict_images([f.image for f in batch])
+        for f, p in zip(batch, probs):
+            recorder.add(f.frame, f.source, p)
+        bar.update(len(batch))
+        batch.clear()
+
+    try:
+        for frame in source:
+            batch.append(frame)
+            if len(batch) == options.batch_size:
+                flush()
+        if batch:
+            flush()
+    except KeyboardInterrupt:
+        interrupted = True
+        warn("interrupted; writing the results for the frames done so far")
+    finally:
+        bar.close()
+        recorder.close()
+    elapsed = time.perf_counter() - start
+    if not recorder.probs and not interrupted:
+        raise UserError(f"no readable frames in {input_path}")
+    summary = recorder.write_outputs({
+        "input": str(Path(input_path).resolve()),
+        "input_kind": source.kind,
+        "output_dir": str(out_dir),
+        "skipped": [{"source": s, "reason": r} for s, r in source.skipped],
+        "interrupted": interrupted,
+        "seconds": round(elapsed, 3),
+        "frames_per_second": round(len(recorder.probs) / elapsed, 2) if elapsed > 0 else None,
+        **run_options(classifier, options),
+    })
+    if interrupted:
+        raise KeyboardInterrupt
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------------
+# Watch mode
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set `stop` (a second SIGINT aborts at once); previous handlers are restored on exit."""
+    def handler(signum, _frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        print(f"\nreceived {signal.Signals(signum).name}; finishing the current frames...", file=sys.stderr,
+              flush=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@dataclass
+class _Pending:
+    size: int
+    mtime: float
+    failures: int = 0
+
+
+def _ready_files(folder: Path, seen: set[str], pending: dict[str, _Pending], settle: float,
+                 report: Callable[[str, str], None]) -> list[Path]:
+    """New image files that look completely written: unchanged since the last poll, or older than `settle` s."""
+    ready = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as e:
+        warn(f"cannot list {folder}: {e}")
+        return []
+    for entry in entries:
+        if entry.path in seen or entry.name.startswith(".") or not entry.is_file():
+            continue
+        path = Path(entry.path)
+        if not is_image_file(path):
+            seen.add(entry.path)
+            report(entry.path, "not an image file")
+            continue
+        try:
+            st = entry.stat()
+        except OSError:
+            continue  # vanished (e.g. renamed by the camera software)
+        previous = pending.get(entry.path)
+        stable = previous is not None and previous.size == st.st_size and previous.mtime == st.st_mtime
+        if st.st_size > 0 and (stable or now - st.st_mtime >= settle):
+            ready.append(path)
+        if previous is None:
+            pending[entry.path] = _Pending(st.st_size, st.st_mtime)
+        else:
+            previous.size, previous.mtime = st.st_size, st.st_mtime
+    return ready
+
+
+def watch_folder(classifier: Classifier, folder: str | Path, out_dir: str | Path | None = None,
+                 options: PredictOptions | None = None, overwrite: bool = False, poll_interval: float = 0.5,
+                 max_frames: int | None = None, timeout: float | None = None, refresh: float = 10.0,
+                 stop: threading.Event | None = None, echo: Callable[[str], None] = print,
+                 max_decode_failures: int = 3) -> dict:
+    """Classifies frames as they appear in `folder` until `stop` is set, `max_frames` frames are done, or no
+    new frame arrived for `timeout` seconds. Frames already in the folder are classified first. Rows are
+    appended to predictions.csv as they come; summary.json and the timeline are refreshed every `refresh`
+    seconds and written once more on exit."""
+    options = options or PredictOptions()
+    options.validate()
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"--watch folder not found: {folder}")
+    positive = resolve_positive_class(classifier.class_names, options.positive_class)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(folder)
+    if out_dir.resolve() == folder.resolve():
+        raise UserError("--out must not be the watched folder")
+    prepare_out_dir(out_dir, overwrite)
+    stop = stop or threading.Event()
+
+    skipped: list[tuple[str, str]] = []
+
+    def report(source: str, reason: str) -> None:
+        skipped.append((source, reason))
+        warn(f"skipping {source}: {reason}")
+
+    recorder = TimelineRecorder(out_dir, classifier.class_names, positive, options)
+    seen: set[str] = set()
+    pending: dict[str, _Pending] = {}
+    start = last_frame_time = last_refresh = time.monotonic()
+    name = recorder.positive_name
+    echo(f"watching {folder} (poll every {poll_interval:g} s); writing to {out_dir}; stop with Ctrl-C")
+
+    def extra() -> dict:
+        elapsed = time.monotonic() - start
+        return {"input": str(folder.resolve()), "input_kind": "watch", "output_dir": str(out_dir),
+                "skipped": [{"source": s, "reason": r} for s, r in skipped],
+                "interrupted": False, "seconds": round(elapsed, 3), **run_options(classifier, options)}
+
+    try:
+        while not stop.is_set():
+            ready = _ready_files(folder, seen, pending, settle=poll_interval, report=report)
+            from rheed.naming import sort_by_frame
+            ready = [Path(p) for p in sort_by_frame([str(p) for p in ready], options.pattern)]
+            if max_frames is not None:
+                ready = ready[:max_frames - len(recorder.probs)]
+            for i in range(0, len(ready), options.batch_size):
+                images, paths = [], []
+                for path in ready[i:i + options.batch_size]:
+                    try:
+                        images.append(classifier.loader(str(path)))
+                        paths.append(path)
+                        seen.add(str(path))
+                    except Exception as e:  # maybe still being written: retry on the next polls
+                        state = pending[str(path)]
+                        state.failures += 1
+                        if state.failures >= max_decode_failures:
+                            seen.add(str(path))
+                            report(str(path), f"cannot decode ({e})")
+                if not images:
+                    continue
+                for path, probs in zip(paths, classifier.predict_images(images)):
+                    row = recorder.add(frame_number(path, options.pattern, len(recorder.probs)), str(path), probs)
+                    echo(f"frame {row.frame:>7d}  p_{name}={row.probability:.3f}  smoothed={row.smoothed:.3f}  "
+                         f"{row.label:<8s} {path.name}")
+                    if row.transition_found:
+                        echo(f"transition: smoothed p_{name} >= {options.threshold:g} for {options.persist} frames "
+                             f"from frame {recorder.frames[recorder.transition]}")
+                last_frame_time = time.monotonic()
+            now = time.monotonic()
+            if ready and now - last_refresh >= refresh:
+                recorder.write_outputs(extra())
+                last_refresh = now
+            if max_frames is not None and len(recorder.probs) >= max_frames:
+                break
+            if timeout is not None and now - last_frame_time >= timeout:
+                echo(f"no new frame for {timeout:g} s; stopping")
+                break
+            stop.wait(poll_interval)
+    finally:
+        recorder.close()
+        summary = recorder.write_outputs(extra())
+        echo(f"{summary['num_frames']} frames; transition frame: {summary['transition_frame']}; "
+             f"results in {out_dir}")
+    return summary

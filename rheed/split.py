@@ -1,0 +1,582 @@
+"""Train/val/test split of RHEED frames without temporal leakage, plus the leakage report.
+
+`data_rheed/<fine_class>/` -> `<dst>/{train,val,test}/<label>/<fine_class>__<name>` + `<dst>/manifest.csv`
+(+ `split_report.json`, `split_report.txt`).
+
+Rules:
+- 'random' classes (layer_smooth by default): seeded shuffle, exact ratios (largest remainder).
+- 'temporal' classes (every other class; layer_smooth too with temporal_layer=True): frames are
+  grouped by sequence id and ordered by frame number. In each sequence every class is cut into three
+  contiguous blocks with `gap` frames left out between consecutive blocks. The block order alternates
+  between the classes of a sequence (ordered by time): the first class runs train|val|test, the next
+  test|val|train, the next train|val|test, ... so the blocks that meet at a class boundary (e.g. the
+  last island_smooth frames and the first island_rough frames of a growth run) both belong to the
+  test split and no frames are lost there. Block sizes are chosen so that every class meets the
+  requested ratios within one frame over all its sequences. A class with fewer than 2*gap+3 frames
+  in a sequence goes to one split as a whole; that sequence's blocks are then ordered so that this
+  split is the one meeting the neighbouring class, chosen as the split furthest below its target.
+- by_sequence=True: whole sequences (all temporal classes of a growth run together) go to one split;
+  ratios are then only approximate.
+- Frames whose name carries no frame number are independent and split randomly.
+Afterwards every val/test frame that still lies within `gap` frames of a frame of another split in
+the same sequence (only possible with interleaved classes or duplicate frame numbers) is left out,
+and the result is verified; a violation raises UserError before anything is written.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import sys
+import zlib
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from rheed.errors import UserError
+from rheed.imageio import list_images, read_frame
+from rheed.naming import compile_pattern, parse_sequence_frame
+
+SPLITS = ('train', 'val', 'test')
+FINE_TO_BINARY = {'layer_smooth': 'smooth', 'island_smooth': 'smooth', 'island_rough': 'rough'}
+RANDOM_BY_DEFAULT = ('layer_smooth',)
+MANIFEST_COLUMNS = ('path', 'source', 'fine_class', 'label', 'sequence', 'frame', 'split')
+REPORT_FILES = ('manifest.csv', 'split_report.json', 'split_report.txt')
+STAGING = '.split-staging'
+DEFAULT_GAP = 3
+
+
+@dataclass
+class Frame:
+    source: str                 # path of the original file
+    rel: str                    # path inside its class folder (posix separators)
+    fine_class: str
+    sequence: str | None
+    frame: int | None
+    split: str | None = None    # None: not assigned / left out
+    excluded: str | None = None  # why it was left out ('gap', 'conflict')
+
+
+# ----------------------------------------------------------------------------- collecting frames
+
+def _read_frames_csv(path: str) -> dict:
+    """file -> (sequence, frame) from a CSV with columns file,sequence,frame."""
+    try:
+        with open(path, newline='') as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise UserError(f"cannot read --frames-csv {path}: {e.strerror}") from None
+    if not rows or not {'file', 'sequence', 'frame'} <= set(rows[0]):
+        raise UserError(f"--frames-csv {path} needs the columns file,sequence,frame")
+    table = {}
+    for i, row in enumerate(rows, start=2):
+        try:
+            frame = int(row['frame']) if row['frame'].strip() != '' else None
+        except ValueError:
+            raise UserError(f"--frames-csv {path} line {i}: frame '{row['frame']}' is not an integer") from None
+        sequence = row['sequence'].strip() if frame is not None else None
+        table[row['file'].strip().replace('\\', '/')] = (sequence, frame)
+    return table
+
+
+def collect_frames(src: str | os.PathLike, pattern: str | None = None, frames_csv: str | None = None) -> list[Frame]:
+    """Every image in src/<class>/ (recursively) with its sequence and frame number."""
+    src = Path(src)
+    if not src.is_dir():
+        raise UserError(f"source folder not found: {src}")
+    class_dirs = sorted(d for d in src.iterdir() if d.is_dir() and not d.name.startswith('.'))
+    if {d.name for d in class_dirs} & set(SPLITS):
+        raise UserError(f"{src} contains train/val/test folders: it looks like a split already; "
+                        f"pass the folder with one sub-folder per class")
+    regex = compile_pattern(pattern)
+    table = _read_frames_csv(frames_csv) if frames_csv else {}
+    names = Counter(Path(k).name for k in table)
+    frames = []
+    for class_dir in class_dirs:
+        for path in list_images(class_dir):
+            rel = Path(path).relative_to(class_dir).as_posix()
+            key = f'{class_dir.name}/{rel}'
+            if key in table:
+                sequence, frame = table[key]
+            elif rel in table:
+                sequence, frame = table[rel]
+            elif names.get(Path(rel).name) == 1 and Path(rel).name in table:
+                sequence, frame = table[Path(rel).name]
+            else:
+                sequence, frame = parse_sequence_frame(rel, regex)
+                subdir = Path(rel).parent.as_posix()
+                if frame is not None and subdir != '.':  # frames sorted into one folder per run
+                    sequence = f'{subdir}/{sequence}' if sequence else subdir
+            frames.append(Frame(path, rel, class_dir.name, sequence, frame))
+    if not frames:
+        raise UserError(f"no images ({', '.join(('.png', '.jpg', '.bmp', '.tif'))}...) in class folders under {src}")
+    return frames
+
+
+# ----------------------------------------------------------------------------- planning
+
+def exact_counts(ratios: Sequence[float], n: int) -> list[int]:
+    """Largest-remainder split of n items; each count within one of ratio * n."""
+    ideal = [r * n for r in ratios]
+    counts = [int(np.floor(x)) for x in ideal]
+    order = sorted(range(len(ratios)), key=lambda k: (counts[k] - ideal[k], k))
+    for k in order[: n - sum(counts)]:
+        counts[k] += 1
+    return counts
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def _assign_random(frames: list[Frame], ratios, seed: int, name: str) -> None:
+    order = _rng(seed, name).permutation(len(frames))
+    counts = exact_counts(ratios, len(frames))
+    bounds = np.cumsum([0] + counts)
+    for k, split in enumerate(SPLITS):
+        for i in order[bounds[k]:bounds[k + 1]]:
+            frames[i].split = split
+
+
+def _frame_key(f: Frame):
+    return (f.frame, f.rel)
+
+
+# block order of the first class of a sequence, by the split that meets the next class
+ORDER_ENDING_WITH = {'test': ('train', 'val', 'test'), 'train': ('test', 'val', 'train'),
+                     'val': ('train', 'test', 'val')}
+
+
+def _assign_temporal(frames: list[Frame], ratios, gap: int) -> None:
+    """Contiguous blocks per sequence and class; see the module doc."""
+    pieces = defaultdict(list)  # (sequence, fine_class) -> frames in time order
+    for f in frames:
+        pieces[(f.sequence, f.fine_class)].append(f)
+    for piece in pieces.values():
+        piece.sort(key=_frame_key)
+    sequences = sorted({s for s, _ in pieces})
+    fine_classes = sorted({c for _, c in pieces})
+    in_time = {seq: sorted((c for s, c in pieces if s == seq),
+                           key=lambda c: (float(np.median([f.frame for f in pieces[(seq, c)]])), c))
+               for seq in sequences}
+    is_short = {key: len(piece) < 2 * gap + 3 for key, piece in pieces.items()}
+    total = {c: sum(len(p) if is_short[k] else len(p) - 2 * gap for k, p in pieces.items() if k[1] == c)
+             for c in fine_classes}
+    target = dict(zip(SPLITS, ratios))
+    counts = {c: dict.fromkeys(SPLITS, 0) for c in fine_classes}
+
+    def most_needed(classes):
+        return max(SPLITS, key=lambda s: (sum(target[s] * total[c] - counts[c][s] for c in classes),
+                                          -SPLITS.index(s)))
+
+    # short pieces cannot be cut: each goes whole to the split that meets the neighbouring class,
+    # chosen per sequence as the split that needs frames most
+    order = {}
+    for seq in sequences:
+        short = [c for c in in_time[seq] if is_short[(seq, c)]]
+        boundary = most_needed(short) if short else 'test'
+        for rank, c in enumerate(in_time[seq]):
+            first = ORDER_ENDING_WITH[boundary]
+            order[(seq, c)] = first if rank % 2 == 0 else first[::-1]
+            if is_short[(seq, c)]:
+                split = order[(seq, c)][-1] if rank == 0 else order[(seq, c)][0]
+                for f in pieces[(seq, c)]:
+                    f.split = split
+                counts[c][split] += len(pieces[(seq, c)])
+    # long pieces: frame by frame to the split furthest below its share, then laid out as blocks
+    for c in fine_classes:
+        assigned = sum(counts[c].values())
+        for key in sorted(k for k in pieces if k[1] == c and not is_short[k]):
+            size = dict.fromkeys(SPLITS, 0)
+            for _ in range(len(pieces[key]) - 2 * gap):
+                assigned += 1
+                split = max(SPLITS, key=lambda s: (target[s] * assigned - counts[c][s], -SPLITS.index(s)))
+                counts[c][split] += 1
+                size[split] += 1
+            start = 0
+            for i, split in enumerate(order[key]):
+                for f in pieces[key][start:start + size[split]]:
+                    f.split = split
+                start += size[split]
+                if i < 2:
+                    for f in pieces[key][start:start + gap]:
+                        f.excluded = 'gap'
+                    start += gap
+
+
+def _assign_by_sequence(frames: list[Frame], ratios, seed: int) -> None:
+    """Whole sequences to one split each: the smallest splits first get one sequence each (the one
+    closest to their target size), then every sequence goes to the split furthest below its share."""
+    units = defaultdict(list)
+    for f in frames:
+        units[f.sequence].append(f)
+    names = sorted(units)
+    names = [names[i] for i in _rng(seed, 'by-sequence').permutation(len(names))]
+    total = len(frames)
+    target = dict(zip(SPLITS, ratios))
+    counts = dict.fromkeys(SPLITS, 0)
+
+    def put(name, split):
+        for f in units[name]:
+            f.split = split
+        counts[split] += len(units[name])
+
+    wanted = [s for s in sorted(SPLITS, key=lambda s: (target[s], SPLITS.index(s))) if target[s] > 0]
+    if len(names) >= len(wanted):
+        for split in wanted[:-1]:
+            best = min(names, key=lambda n: abs(len(units[n]) - target[split] * total))
+            names.remove(best)
+            put(best, split)
+    for name in names:
+        put(name, max(SPLITS, key=lambda s: (target[s] * total - counts[s], -SPLITS.index(s))))
+
+
+def _neighbours_in_other_split(frames: list[Frame], gap: int):
+    """(frame, other split's frame) pairs within `gap` frame numbers in the same sequence, for kept
+    non-train frames: against train, and val against test."""
+    by_seq = defaultdict(list)
+    for f in frames:
+        if f.split is not None and f.frame is not None:
+            by_seq[f.sequence].append(f)
+    pairs = []
+    for seq in sorted(by_seq, key=str):
+        group = by_seq[seq]
+        for split, other in (('val', 'train'), ('test', 'train'), ('val', 'test')):
+            ref = sorted((g.frame, g.rel, g) for g in group if g.split == other)
+            if not ref:
+                continue
+            ref_frames = np.array([r[0] for r in ref])
+            for f in (g for g in group if g.split == split):
+                i = int(np.searchsorted(ref_frames, f.frame))
+                near = [ref[j][2] for j in (i - 1, i) if 0 <= j < len(ref)]
+                near = [g for g in near if abs(g.frame - f.frame) <= gap]
+                if near:
+                    pairs.append((f, min(near, key=lambda g: abs(g.frame - f.frame))))
+    return pairs
+
+
+def plan_split(frames: list[Frame], ratios=(0.7, 0.15, 0.15), gap: int = DEFAULT_GAP, seed: int = 0,
+               by_sequence: bool = False, temporal_classes: Sequence[str] | None = None) -> dict:
+    """Sets `split` (and `excluded`) on every frame. Returns a summary with the leakage check."""
+    if temporal_classes is None:
+        temporal_classes = sorted({f.fine_class for f in frames} - set(RANDOM_BY_DEFAULT))
+    temporal = [f for f in frames if f.fine_class in temporal_classes and f.frame is not None]
+    temporal_ids = {id(f) for f in temporal}
+    for fine_class in sorted({f.fine_class for f in frames}):
+        loose = [f for f in frames if f.fine_class == fine_class and id(f) not in temporal_ids]
+        _assign_random(loose, ratios, seed, fine_class)
+    if by_sequence:
+        _assign_by_sequence(temporal, ratios, seed)
+    else:
+        _assign_temporal(temporal, ratios, gap)
+    for f in temporal:
+        if f.excluded:
+            f.split = None
+    # safety net for interleaved classes or duplicate frame numbers: leave such frames out
+    conflicts = 0
+    while True:
+        pairs = _neighbours_in_other_split(temporal, gap)
+        if not pairs:
+            break
+        for f, _ in pairs:
+            if f.split is not None:
+                f.split, f.excluded = None, 'conflict'
+                conflicts += 1
+    violations = _neighbours_in_other_split(temporal, gap)
+    if violations:
+        f, g = violations[0]
+        raise UserError(f"leakage check failed: {f.fine_class}/{f.rel} ({f.split}) is within {gap} frames of "
+                        f"{g.fine_class}/{g.rel} ({g.split}) in sequence {f.sequence}")
+    random_frames = [f for f in frames if id(f) not in temporal_ids]
+    near_random = Counter(f.fine_class for f, g in _neighbours_in_other_split(random_frames, gap)
+                          if g.split == 'train')
+    return {
+        'temporal_classes': sorted(temporal_classes),
+        'gap_check': {'passed': True, 'checked_frames': sum(f.split in ('val', 'test') for f in temporal),
+                      'violations': 0, 'left_out_for_conflicts': conflicts},
+        'random_class_neighbours': {c: near_random.get(c, 0) for c in sorted({f.fine_class for f in random_frames})},
+    }
+
+
+# ----------------------------------------------------------------------------- similarity
+
+def thumbnail(path: str, size: int = 32) -> np.ndarray | None:
+    """Mean-free, unit-norm grayscale size x size vector of a frame (None when unreadable)."""
+    try:
+        frame = read_frame(path)
+    except Exception:
+        return None
+    if frame.ndim == 3:
+        frame = frame.mean(axis=2).astype(np.uint8)
+    small = np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR), dtype=np.float64).ravel()
+    small -= small.mean()
+    norm = np.linalg.norm(small)
+    return small / norm if norm > 0 else small
+
+
+def nearest_train_similarity(frames: list[Frame], size: int = 32, top: int = 10, workers: int = 4) -> dict:
+    """Correlation (cosine of mean-free size x size thumbnails) of each val/test frame with its most
+    similar train frame: summary statistics and the most similar pairs."""
+    kept = [f for f in frames if f.split is not None]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        thumbs = list(pool.map(lambda f: thumbnail(f.source, size), kept))
+    unreadable = [f.source for f, t in zip(kept, thumbs) if t is None]
+    by_split = defaultdict(list)
+    for f, t in zip(kept, thumbs):
+        if t is not None:
+            by_split[f.split].append((f, t))
+    result = {'thumbnail_size': size, 'measure': 'Pearson correlation of grayscale thumbnails',
+              'unreadable': unreadable}
+    train = by_split.get('train', [])
+    if not train:
+        return result
+    train_mat = np.stack([t for _, t in train])
+    for split in ('val', 'test'):
+        items = by_split.get(split, [])
+        if not items:
+            continue
+        sims = np.stack([t for _, t in items]) @ train_mat.T
+        best = sims.argmax(axis=1)
+        best_sim = sims[np.arange(len(items)), best]
+        pairs = []
+        for i in np.argsort(-best_sim, kind='stable')[:top]:
+            f, g = items[i][0], train[best[i]][0]
+            same = f.sequence is not None and f.sequence == g.sequence
+            pairs.append({'frame': f'{f.fine_class}/{f.rel}', 'train_frame': f'{g.fine_class}/{g.rel}',
+                          'similarity': round(float(best_sim[i]), 4), 'same_sequence': same,
+                          'frame_distance': (abs(f.frame - g.frame) if same and f.frame is not None
+                                             and g.frame is not None else None)})
+        result[split] = {
+            'n': len(items),
+            'mean': round(float(best_sim.mean()), 4), 'median': round(float(np.median(best_sim)), 4),
+            'p95': round(float(np.percentile(best_sim, 95)), 4), 'max': round(float(best_sim.max()), 4),
+            'n_above_0.99': int((best_sim > 0.99).sum()),
+            'nearest_in_same_sequence': int(sum(items[i][0].sequence is not None
+                                                and items[i][0].sequence == train[best[i]][0].sequence
+                                                for i in range(len(items)))),
+            'top_pairs': pairs,
+        }
+    return result
+
+
+# ----------------------------------------------------------------------------- writing
+
+def _is_previous_split(dst: Path) -> bool:
+    manifest = dst / 'manifest.csv'
+    if not manifest.is_file():
+        return False
+    with open(manifest, newline='') as f:
+        header = next(csv.reader(f), [])
+    return tuple(header) == MANIFEST_COLUMNS
+
+
+def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
+    s, d = src.resolve(), dst.resolve()
+    if s == d or s in d.parents or d in s.parents:
+        raise UserError(f"--dst {dst} must not be --src {src}, inside it or contain it")
+    if dst.exists() and not dst.is_dir():
+        raise UserError(f"--dst {dst} exists and is not a folder")
+    if not dst.exists():
+        return
+    entries = [p.name for p in dst.iterdir() if p.name != STAGING]
+    if not entries:
+        return
+    if not overwrite:
+        raise UserError(f"{dst} already exists and is not empty; pass --overwrite to replace a previous split "
+                        f"or choose another --dst")
+    if any(name in SPLITS for name in entries) and not _is_previous_split(dst):
+        raise UserError(f"{dst} holds train/val/test folders without this tool's manifest.csv; "
+                        f"refusing to delete them even with --overwrite")
+
+
+def _place(source: str, target: Path, copy: bool) -> str:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not copy:
+        try:
+            os.link(source, target)
+            return 'hardlink'
+        except OSError:
+            pass
+    shutil.copy2(source, target)
+    return 'copy'
+
+
+def output_path(f: Frame, label: str) -> str:
+    return f"{f.split}/{label}/{f.fine_class}__{f.rel.replace('/', '__')}"
+
+
+def label_of(fine_class: str, classes: str) -> str:
+    return FINE_TO_BINARY[fine_class] if classes == 'binary' else fine_class
+
+
+def write_split(frames: list[Frame], dst: Path, classes: str, copy: bool, report: dict, text: str) -> Counter:
+    """Links the frames into dst/.split-staging, writes manifest and report there, then replaces the
+    previous split's folders and files (only those) in dst."""
+    staging = dst / STAGING
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    methods = Counter()
+    rows = []
+    for f in sorted((f for f in frames if f.split is not None),
+                    key=lambda f: (SPLITS.index(f.split), f.fine_class, f.rel)):
+        label = label_of(f.fine_class, classes)
+        rel = output_path(f, label)
+        methods[_place(f.source, staging / rel, copy)] += 1
+        rows.append([rel, f.source, f.fine_class, label, '' if f.sequence is None else f.sequence,
+                     '' if f.frame is None else f.frame, f.split])
+    for split in SPLITS:
+        (staging / split).mkdir(exist_ok=True)
+    with open(staging / 'manifest.csv', 'w', newline='') as fh:
+        writer = csv.writer(fh)
+        writer.writerow(MANIFEST_COLUMNS)
+        writer.writerows(rows)
+    report['link_method'] = dict(methods)
+    (staging / 'split_report.json').write_text(json.dumps(report, indent=2) + '\n')
+    (staging / 'split_report.txt').write_text(text)
+    for name in (*SPLITS, *REPORT_FILES):  # only what a previous split wrote
+        old = dst / name
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
+    for name in (*SPLITS, *REPORT_FILES):
+        os.replace(staging / name, dst / name)
+    staging.rmdir()
+    return methods
+
+
+# ----------------------------------------------------------------------------- report
+
+def _ranges(frames: list[Frame]) -> dict:
+    out = defaultdict(lambda: defaultdict(dict))
+    groups = defaultdict(list)
+    for f in frames:
+        if f.split is not None and f.frame is not None:
+            groups[(f.split, f.fine_class, f.sequence)].append(f.frame)
+    for (split, fine_class, seq), nums in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        out[split][fine_class][seq] = [min(nums), max(nums), len(nums)]
+    return {s: dict(v) for s, v in out.items()}
+
+
+def build_report(frames, summary, args: dict, similarity: dict | None) -> dict:
+    counts = {s: dict(sorted(Counter(f.fine_class for f in frames if f.split == s).items())) for s in SPLITS}
+    labels = {s: dict(sorted(Counter(label_of(f.fine_class, args['classes']) for f in frames
+                                     if f.split == s).items())) for s in SPLITS}
+    ratio_check = {}
+    for fine_class in sorted({f.fine_class for f in frames}):
+        actual = {s: counts[s].get(fine_class, 0) for s in SPLITS}
+        kept = sum(actual.values())
+        wanted = {s: round(r * kept, 2) for s, r in zip(SPLITS, args['ratios'])}
+        ratio_check[fine_class] = {'kept': kept, 'left_out': sum(f.fine_class == fine_class and f.split is None
+                                                                for f in frames),
+                                   'requested': wanted, 'actual': actual,
+                                   'max_deviation': round(max(abs(actual[s] - wanted[s]) for s in SPLITS), 2)}
+    return {
+        **args,
+        'mode': 'by-sequence' if args['by_sequence'] else 'temporal blocks',
+        **summary,
+        'counts': counts,
+        'label_counts': labels,
+        'ratio_check': ratio_check,
+        'frame_ranges': _ranges(frames),
+        'left_out': sorted(f'{f.fine_class}/{f.rel}' for f in frames if f.split is None),
+        'similarity': similarity,
+    }
+
+
+def format_report(r: dict) -> str:
+    lines = [f"split of {r['src']} -> {r['dst']}  ({r['classes']}, {r['mode']}, ratios "
+             f"{'/'.join(str(x) for x in r['ratios'])}, gap {r['gap']}, seed {r['seed']})",
+             f"temporal classes: {', '.join(r['temporal_classes']) or '-'}; random: "
+             f"{', '.join(sorted(set(r['ratio_check']) - set(r['temporal_classes']))) or '-'}", '',
+             f"{'split':6} {'class':16} {'count':>6}  frame ranges (sequence:first-last)"]
+    for split in SPLITS:
+        for fine_class, n in r['counts'][split].items():
+            ranges = r['frame_ranges'].get(split, {}).get(fine_class, {})
+            text = ', '.join(f'{seq}:{a}-{b}' for seq, (a, b, _) in ranges.items())
+            lines.append(f"{split:6} {fine_class:16} {n:6d}  {text[:200] + ('...' if len(text) > 200 else '')}")
+    lines.append('')
+    for fine_class, c in r['ratio_check'].items():
+        lines.append(f"{fine_class}: kept {c['kept']}, left out {c['left_out']}, actual "
+                     f"{'/'.join(str(c['actual'][s]) for s in SPLITS)} vs requested "
+                     f"{'/'.join(str(c['requested'][s]) for s in SPLITS)} (max deviation {c['max_deviation']})")
+    g = r['gap_check']
+    lines += ['', f"gap check: PASSED - none of {g['checked_frames']} val/test frames of temporal classes lies within "
+                  f"{r['gap']} frames of a frame of another split in the same sequence"
+                  + (f" ({g['left_out_for_conflicts']} frames left out to ensure it)" if g['left_out_for_conflicts'] else '')]
+    for fine_class, n in r['random_class_neighbours'].items():
+        if n:
+            lines.append(f"note: {fine_class} is split randomly: {n} val/test frames have a train frame within "
+                         f"{r['gap']} frames of the same sequence (use --temporal-layer if they come from videos)")
+    sim = r.get('similarity')
+    if sim:
+        lines.append('')
+        lines.append(f"nearest train frame similarity ({sim['measure']}, {sim['thumbnail_size']}x{sim['thumbnail_size']}):")
+        for split in ('val', 'test'):
+            if split in sim:
+                s = sim[split]
+                lines.append(f"  {split}: n={s['n']} mean={s['mean']} median={s['median']} p95={s['p95']} max={s['max']} "
+                             f"above 0.99: {s['n_above_0.99']}; nearest is in the same sequence: "
+                             f"{s['nearest_in_same_sequence']}")
+        if 'test' in sim:
+            lines.append('  most similar test/train pairs:')
+            for p in sim['test']['top_pairs']:
+                where = (f"same sequence, {p['frame_distance']} frames apart" if p['same_sequence']
+                         else 'other sequence')
+                lines.append(f"    {p['similarity']:.4f}  {p['frame']}  ~  {p['train_frame']}  ({where})")
+        if sim['unreadable']:
+            lines.append(f"  warning: {len(sim['unreadable'])} files could not be read: "
+                         + ', '.join(sim['unreadable'][:5]))
+    return '\n'.join(lines) + '\n'
+
+
+# ----------------------------------------------------------------------------- entry point
+
+def split_dataset(src: str, dst: str, ratios=(0.7, 0.15, 0.15), gap: int = DEFAULT_GAP, seed: int = 0,
+                  by_sequence: bool = False, classes: str = 'binary', pattern: str | None = None,
+                  overwrite: bool = False, temporal_layer: bool = False, frames_csv: str | None = None,
+                  copy: bool = False, similarity: bool = True, verbose: bool = True) -> dict:
+    """Splits src/<fine_class>/ into dst/{train,val,test}/<label>/; returns the report dict."""
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
+        raise UserError(f"--ratios needs three non-negative numbers (train val test), got {list(ratios)}")
+    ratios = tuple(float(r) / sum(ratios) for r in ratios)
+    if gap < 0:
+        raise UserError(f"--gap must be >= 0, got {gap}")
+    if classes not in ('binary', 'fine'):
+        raise UserError(f"--classes must be binary or fine, got {classes}")
+    src_path, dst_path = Path(src), Path(dst)
+    if not src_path.is_dir():
+        raise UserError(f"source folder not found: {src}")
+    check_destination(src_path, dst_path, overwrite)
+    frames = collect_frames(src_path, pattern, frames_csv)
+    fine_classes = sorted({f.fine_class for f in frames})
+    if classes == 'binary':
+        unknown = [c for c in fine_classes if c not in FINE_TO_BINARY]
+        if unknown:
+            raise UserError(f"unknown class folder(s) {', '.join(unknown)} in {src}; binary mode expects "
+                            f"{', '.join(FINE_TO_BINARY)} (use --classes fine for other folders)")
+    temporal = [c for c in fine_classes if temporal_layer or c not in RANDOM_BY_DEFAULT]
+    summary = plan_split(frames, ratios, gap, seed, by_sequence, temporal)
+    sim = nearest_train_similarity(frames) if similarity else None
+    args = {'src': str(src), 'dst': str(dst), 'classes': classes, 'ratios': [round(r, 6) for r in ratios],
+            'gap': gap, 'seed': seed, 'by_sequence': by_sequence, 'temporal_layer': temporal_layer,
+            'pattern': pattern, 'frames_csv': frames_csv}
+    report = build_report(frames, summary, args, sim)
+    text = format_report(report)
+    write_split(frames, dst_path, classes, copy, report, text)
+    if verbose:
+        print(text, end='')
+        print(f"wrote {sum(f.split is not None for f in frames)} files "
+              f"({', '.join(f'{k}: {v}' for k, v in report['link_method'].items())}), "
+              f"{dst_path / 'manifest.csv'}, {dst_path / 'split_report.json'}")
+        if sim and sim['unreadable']:
+            print(f"warning: {len(sim['unreadable'])} unreadable files were split; training stops on them unless "
+                  f"--skip_corrupt", file=sys.stderr)
+    return report

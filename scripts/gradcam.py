@@ -1,0 +1,37 @@
+"""Grad-CAM heatmaps of a fine-tuned classifier, overlaid on frames, for the predicted and the other class."""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rheed.errors import UserError  # noqa: E402
+from rheed.gradcam import DEFAULT_LAYER, run_gradcam  # noqa: E402
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", required=True, help="checkpoint-best.pth (or any) written by main_finetune.py")
+    parser.add_argument("--images", nargs="+", required=True, help="frames to explain (one figure row each)")
+    parser.add_argument("--layer", default=DEFAULT_LAYER,
+                        help="layer whose feature map is weighted (default: stages.3, the last stage)")
+    parser.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights (model_ema)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--out", type=Path, default=Path("gradcam"), help="output folder")
+    parser.add_argument("--lang", choices=("en", "zh"), default="en", help="figure label language")
+    parser.add_argument("--dpi", type=int, default=300, help="PNG resolution")
+    return parser
+
+
+def main(argv=None) -> None:
+    args = get_args_parser().parse_args(argv)
+    try:
+        written = run_gradcam(args.checkpoint, args.images, args.out, layer=args.layer, use_ema=args.ema,
+                              device=args.device, lang=args.lang, dpi=args.dpi)
+    except UserError as e:
+        sys.exit(f"error: {e}")
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
+if __name__ == "__main__":
+    main()

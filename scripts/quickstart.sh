@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The whole pipeline on the embedded synthetic data, on the CPU (< 15 min on 2 cores):
+#   virtualenv + CPU dependencies -> synthetic RHEED videos -> temporal split ->
+#   FCMAE pre-training (atto) -> fine-tuning from that checkpoint (class weights
+#   auto, best on macro-F1) -> test-split evaluation -> report figures.
+#
+#   bash scripts/quickstart.sh
+#
+# Everything is written under QUICK_OUT (default outputs/quickstart):
+#   data_rheed/ data_rheed_split/ pretrain/ finetune/ (+ report/ in each run).
+# A second run reuses what exists (data, finished runs); delete QUICK_OUT to start over.
+# Smaller/faster runs (the test suite uses them): QUICK_SCALE (0.1: data size of the
+# synthetic generator), QUICK_SIZE (64: image size), QUICK_EPOCHS_PRE (5),
+# QUICK_EPOCHS (10: fine-tuning), QUICK_BATCH (32), QUICK_WORKERS (2),
+# QUICK_PYTHON (an interpreter that already has the requirements: skips the
+# virtualenv and pip), VENV (.venv).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+QUICK_OUT="${QUICK_OUT:-outputs/quickstart}"
+QUICK_SCALE="${QUICK_SCALE:-0.1}"
+QUICK_SIZE="${QUICK_SIZE:-64}"
+QUICK_EPOCHS_PRE="${QUICK_EPOCHS_PRE:-5}"
+QUICK_EPOCHS="${QUICK_EPOCHS:-10}"
+QUICK_BATCH="${QUICK_BATCH:-32}"
+QUICK_WORKERS="${QUICK_WORKERS:-2}"
+VENV="${VENV:-.venv}"
+
+data="$QUICK_OUT/data_rheed"
+split="$QUICK_OUT/data_rheed_split"
+pre="$QUICK_OUT/pretrain"
+ft="$QUICK_OUT/finetune"
+start=$SECONDS
+
+step() { echo; echo "[quickstart $(( SECONDS - start ))s] $*"; }
+run() {
+    printf '+'; printf ' %q' "$@"; printf '\n'
+    "$@"
+}
+
+step "1/6 Python environment"
+if [ -n "${QUICK_PYTHON:-}" ]; then
+    PY="$QUICK_PYTHON"
+    echo "using $PY (QUICK_PYTHON set: no virtualenv, no pip)"
+else
+    if [ ! -x "$VENV/bin/python" ]; then
+        run python3 -m venv "$VENV"
+    fi
+    PY="$VENV/bin/python"
+    stamp="$VENV/.requirements.sha256"
+    want="$(sha256sum env/requirements.txt | cut -d' ' -f1)"
+    if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+        run "$PY" -m pip install --quiet --disable-pip-version-check -r env/requirements.txt
+        echo "$want" > "$stamp"
+    else
+        echo "$VENV already has env/requirements.txt"
+    fi
+fi
+
+step "2/6 synthetic RHEED videos -> $data"
+if [ -d "$data" ] && [ -n "$(ls -A "$data")" ]; then
+    echo "reusing $data"
+else
+    run "$PY" scripts/make_synthetic_rheed.py --out "$data" --scale "$QUICK_SCALE" --seed 0
+fi
+
+step "3/6 temporal split -> $split"
+if [ -d "$split" ] && [ -n "$(ls -A "$split")" ]; then
+    echo "reusing $split"
+else
+    run "$PY" scripts/split_dataset_simple.py --src "$data" --dst "$split" --seed 0
+fi
+
+step "4/6 FCMAE pre-training of convnextv2_atto on $split/train -> $pre"
+run "$PY" main_pretrain.py --model convnextv2_atto --data_path "$split" --device cpu \
+    --input_size "$QUICK_SIZE" --epochs "$QUICK_EPOCHS_PRE" --warmup_epochs 1 \
+    --batch_size "$QUICK_BATCH" --num_workers "$QUICK_WORKERS" --pin_mem false \
+    --output_dir "$pre" --log_dir "$pre/tensorboard"
+pre_ckpt="$(ls "$pre"/checkpoint-*.pth | grep -E 'checkpoint-[0-9]+\.pth$' | sort -t- -k2 -n | tail -1)"
+echo "pre-trained checkpoint: $pre_ckpt"
+
+step "5/6 fine-tuning from $pre_ckpt + test evaluation -> $ft"
+run env PYTHON="$PY" FINETUNE="$pre_ckpt" DATA="$split" OUTPUT="$ft" EPOCHS="$QUICK_EPOCHS" \
+    INPUT_SIZE="$QUICK_SIZE" BATCH="$QUICK_BATCH" NUM_WORKERS="$QUICK_WORKERS" WARMUP_EPOCHS=1 \
+    bash scripts/run_finetune_cpu.sh
+
+step "6/6 report"
+if [ -f scripts/make_report.py ]; then
+    run "$PY" scripts/make_report.py "$pre"
+    run "$PY" scripts/make_report.py "$ft"
+else
+    echo "scripts/make_report.py not found: no figures"
+fi
+
+step "done in $(( SECONDS - start ))s"
+"$PY" - "$ft" <<'PYEOF'
+import json
+import sys
+from pathlib import Path
+
+run = Path(sys.argv[1])
+m = json.loads((run / "test_metrics.json").read_text())
+print(f"test split ({m['num_samples']} frames, checkpoint {Path(str(m.get('checkpoint', '?'))).name}):")
+for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc"):
+    if m.get(key) is not None:
+        print(f"  {key:<18} {m[key]:.4f}")
+for name, c in m["per_class"].items():
+    print(f"  {name:<18} precision {c['precision']:.3f}  recall {c['recall']:.3f}  "
+          f"f1 {c['f1']:.3f}  n={c['support']}")
+print(f"  confusion matrix (rows = true {m['class_names']}, cols = predicted): {m['confusion_matrix']}")
+print("outputs:")
+print(f"  metrics      {run / 'test_metrics.json'}  (per-epoch validation: {run / 'log.txt'})")
+print(f"  predictions  {run / 'predictions_test.csv'}")
+print(f"  checkpoint   {run / 'checkpoint-best.pth'}")
+report = run / "report"
+if report.is_dir():
+    print(f"  figures      {report}/")
+print(f"  tensorboard  tensorboard --logdir {run.parent}")
+PYEOF

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Fine-tunes a ConvNeXt V2 classifier on the RHEED split with torchrun on one
+# machine with several GPUs: class-weighted loss (weights from the training
+# split), best checkpoint chosen on validation macro-F1, EMA, AMP, and the test
+# split evaluated with the best checkpoint at the end (test_metrics.json).
+#
+#   bash scripts/run_finetune_balanced_gpu.sh
+#   MODEL=convnextv2_tiny GPUS=4 FINETUNE=outputs/pretrain_atto/checkpoint-399.pth bash scripts/run_finetune_balanced_gpu.sh
+#
+# Variables (default): GPUS (4), MODEL (convnextv2_atto), DATA (data_rheed_split),
+# OUTPUT (outputs/finetune_<model>), FINETUNE (weights/convnextv2_<size>_1k_224_fcmae.pt;
+# set FINETUNE= to train from scratch), EPOCHS (100), BATCH (32 per GPU), BLR (2e-4),
+# INPUT_SIZE (224), NB_CLASSES (2), NUM_WORKERS (8), EXTRA_ARGS (appended as is),
+# DRY_RUN=1 (print the command only).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+GPUS="${GPUS:-4}"
+MODEL="${MODEL:-convnextv2_atto}"
+DATA="${DATA:-data_rheed_split}"
+OUTPUT="${OUTPUT:-outputs/finetune_${MODEL#convnextv2_}}"
+FINETUNE="${FINETUNE-weights/${MODEL}_1k_224_fcmae.pt}"
+EPOCHS="${EPOCHS:-100}"
+BATCH="${BATCH:-32}"
+BLR="${BLR:-2e-4}"
+INPUT_SIZE="${INPUT_SIZE:-224}"
+NB_CLASSES="${NB_CLASSES:-2}"
+NUM_WORKERS="${NUM_WORKERS:-8}"
+EXTRA_ARGS="${EXTRA_ARGS:-}"
+
+if [ -n "$FINETUNE" ] && [ ! -f "$FINETUNE" ]; then
+    msg="FINETUNE=$FINETUNE not found; download the official checkpoints on a connected machine with 'bash scripts/download_weights.sh' and copy weights/ here, point FINETUNE at your own FCMAE checkpoint, or set FINETUNE= to train from scratch"
+    if [ "${DRY_RUN:-0}" != 1 ]; then echo "error: $msg" >&2; exit 1; fi
+    echo "warning (dry run): $msg" >&2
+fi
+
+# Recipe: upstream's atto fine-tuning recipe (layer decay 0.9, weight decay 0.3,
+# drop path 0.1, label smoothing 0.2, no mixup/cutmix, EMA, AMP) with fewer
+# epochs, a short warmup and a faster EMA for ~3k frames (~25 steps per epoch).
+cmd=(torchrun --standalone --nproc_per_node="$GPUS" main_finetune.py
+    --model "$MODEL" --data_set RHEED --data_path "$DATA" --nb_classes "$NB_CLASSES"
+    --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
+    --epochs "$EPOCHS" --warmup_epochs 5 --batch_size "$BATCH" --blr "$BLR" --input_size "$INPUT_SIZE"
+    --layer_decay_type single --layer_decay 0.9 --weight_decay 0.3 --drop_path 0.1
+    --smoothing 0.2 --mixup 0 --cutmix 0 --reprob 0.25
+    --model_ema true --model_ema_eval true --model_ema_decay 0.999 --use_amp true
+    --class_weights auto --best_metric macro_f1
+    --num_workers "$NUM_WORKERS")
+if [ -n "$FINETUNE" ]; then cmd+=(--finetune "$FINETUNE"); fi
+# shellcheck disable=SC2206  # EXTRA_ARGS is split on spaces on purpose
+cmd+=($EXTRA_ARGS)
+
+printf '+'; printf ' %q' "${cmd[@]}"; printf '\n'
+if [ "${DRY_RUN:-0}" = 1 ]; then exit 0; fi
+mkdir -p "$OUTPUT"
+exec "${cmd[@]}"

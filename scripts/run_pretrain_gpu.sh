@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# FCMAE self-supervised pre-training with torchrun on one machine with several
+# GPUs. It reads only <DATA>/train (plus UNLABELED, when given): validation and
+# test frames are never seen before the final evaluation.
+#
+#   bash scripts/run_pretrain_gpu.sh
+#   UNLABELED=/data/rheed_unlabeled EPOCHS=800 bash scripts/run_pretrain_gpu.sh
+#
+# Variables (default): GPUS (4), MODEL (convnextv2_atto), DATA (data_rheed_split),
+# UNLABELED (unset: none; a folder of extra unlabeled frames, searched recursively),
+# OUTPUT (outputs/pretrain_<size>), EPOCHS (400), BATCH (64 per GPU), BLR (1.5e-4),
+# INPUT_SIZE (224), NUM_WORKERS (8), EXTRA_ARGS (appended as is), DRY_RUN=1 (print only).
+# FINETUNE is not used here. The last checkpoint, <OUTPUT>/checkpoint-<EPOCHS-1>.pth,
+# is the FINETUNE of scripts/run_finetune_balanced_gpu.sh.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+GPUS="${GPUS:-4}"
+MODEL="${MODEL:-convnextv2_atto}"
+DATA="${DATA:-data_rheed_split}"
+UNLABELED="${UNLABELED:-}"
+OUTPUT="${OUTPUT:-outputs/pretrain_${MODEL#convnextv2_}}"
+EPOCHS="${EPOCHS:-400}"
+BATCH="${BATCH:-64}"
+BLR="${BLR:-1.5e-4}"
+INPUT_SIZE="${INPUT_SIZE:-224}"
+NUM_WORKERS="${NUM_WORKERS:-8}"
+EXTRA_ARGS="${EXTRA_ARGS:-}"
+
+if [ "${DRY_RUN:-0}" != 1 ] && [ ! -d "$DATA/train" ]; then
+    echo "error: $DATA/train not found; make the split with scripts/split_dataset_simple.py first" >&2
+    exit 1
+fi
+
+# Upstream's pre-training recipe (mask ratio 0.6, blr 1.5e-4, 40 warmup epochs,
+# normalized-pixel loss) with fewer epochs than ImageNet's 800-1600.
+cmd=(torchrun --standalone --nproc_per_node="$GPUS" main_pretrain.py
+    --model "$MODEL" --data_path "$DATA"
+    --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
+    --epochs "$EPOCHS" --warmup_epochs 40 --batch_size "$BATCH" --blr "$BLR" --input_size "$INPUT_SIZE"
+    --mask_ratio 0.6 --weight_decay 0.05
+    --num_workers "$NUM_WORKERS")
+if [ -n "$UNLABELED" ]; then cmd+=(--unlabeled_data_path "$UNLABELED"); fi
+# shellcheck disable=SC2206  # EXTRA_ARGS is split on spaces on purpose
+cmd+=($EXTRA_ARGS)
+
+printf '+'; printf ' %q' "${cmd[@]}"; printf '\n'
+if [ "${DRY_RUN:-0}" = 1 ]; then exit 0; fi
+mkdir -p "$OUTPUT"
+exec "${cmd[@]}"

@@ -1,0 +1,148 @@
+"""End-to-end runs of main_finetune.py on CPU with tiny generated data (atto, 64 px)."""
+import csv
+import json
+import time
+
+import pytest
+import torch
+
+import models.convnextv2 as convnextv2
+from conftest import make_image_folder, run_cli
+
+BASE = ["main_finetune.py", "--model", "convnextv2_atto", "--data_set", "RHEED", "--input_size", "64",
+        "--batch_size", "8", "--device", "cpu", "--num_workers", "0"]
+
+
+def last_error_line(proc):
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def test_full_cpu_finetune(tiny_split, tmp_path):
+    out = tmp_path / "ft"
+    start = time.time()
+    proc = run_cli(BASE + ["--data_path", tiny_split, "--nb_classes", "2", "--epochs", "2", "--output_dir", out,
+                           "--log_dir", out / "tb", "--mixup", "0.8", "--cutmix", "1.0", "--smoothing", "0.1",
+                           "--model_ema", "true", "--model_ema_eval", "true", "--model_ema_decay", "0.9",
+                           "--layer_decay", "0.9", "--warmup_epochs", "1", "--class_weights", "auto"], check=True)
+    print(f"2-epoch CPU fine-tune wall time: {time.time() - start:.1f} s")
+    print("\n".join(ln for ln in proc.stdout.splitlines() if ln.startswith(("=====", "samples", "  "))))
+
+    lines = [json.loads(ln) for ln in (out / "log.txt").read_text().splitlines()]
+    assert [ln["epoch"] for ln in lines] == [0, 1]
+    for key in ["train_lr", "train_loss", "train_min_lr", "train_weight_decay", "train_grad_norm", "test_loss",
+                "test_acc1", "n_parameters", "test_accuracy", "test_macro_f1", "test_balanced_accuracy",
+                "test_roc_auc", "test_precision_rough", "test_recall_smooth", "test_f1_smooth",
+                "test_confusion_matrix", "test_macro_f1_ema", "test_acc1_ema", "test_confusion_matrix_ema"]:
+        assert key in lines[0], key
+    assert "test_acc5" not in lines[0] and "train_class_acc" not in lines[0]  # 2 classes; mixup on
+    assert sum(map(sum, lines[0]["test_confusion_matrix"])) == 10
+    assert 0.0 <= lines[1]["test_macro_f1"] <= 1.0
+
+    for name in ["checkpoint-0.pth", "checkpoint-1.pth", "checkpoint-best.pth", "checkpoint-best-ema.pth"]:
+        assert (out / name).is_file(), name
+    best = torch.load(out / "checkpoint-best.pth", weights_only=True)
+    assert best["class_names"] == ["rough", "smooth"] and best["epoch"] == "best"
+    assert best["best_metric"] == "macro_f1" and "model_ema" in best and isinstance(best["args"], dict)
+    assert list(out.joinpath("tb").glob("events.out.tfevents.*"))
+
+    report = json.loads((out / "test_metrics.json").read_text())
+    for key in ["num_samples", "class_names", "accuracy", "balanced_accuracy", "macro_f1", "per_class",
+                "confusion_matrix", "roc_auc", "loss", "split", "data_path", "checkpoint", "checkpoint_epoch",
+                "best_metric", "model", "val_metrics"]:
+        assert key in report, key
+    assert report["split"] == "test" and report["num_samples"] == 10 and report["model"] == "convnextv2_atto"
+    assert report["checkpoint"].endswith("checkpoint-best.pth") and report["checkpoint_epoch"] == best["best_epoch"]
+    assert report["val_metrics"]["num_samples"] == 10
+    assert set(report["per_class"]) == {"rough", "smooth"}
+    assert (out / "test_metrics_ema.json").is_file()
+
+    for split in ["test", "val"]:
+        with open(out / f"predictions_{split}.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == 10
+        assert list(rows[0]) == ["path", "label", "pred", "label_name", "pred_name", "prob_rough", "prob_smooth"]
+        assert len({r["path"] for r in rows}) == 10 and all(r["path"].startswith("/") for r in rows)
+        assert all(abs(float(r["prob_rough"]) + float(r["prob_smooth"]) - 1) < 1e-4 for r in rows)
+    with open(out / "predictions_test.csv") as f:
+        rows = list(csv.DictReader(f))
+    accuracy = sum(r["label"] == r["pred"] for r in rows) / len(rows)
+    assert accuracy == pytest.approx(report["accuracy"])
+
+
+@pytest.fixture(scope="module")
+def fcmae_checkpoint(tiny_split, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pre")
+    run_cli(["main_pretrain.py", "--model", "convnextv2_atto", "--data_path", tiny_split, "--input_size", "64",
+             "--epochs", "1", "--batch_size", "8", "--device", "cpu", "--output_dir", out, "--num_workers", "0",
+             "--warmup_epochs", "0", "--blr", "1e-3"], check=True)
+    return out / "checkpoint-0.pth"
+
+
+def finetune_frozen(data, ckpt, out):
+    """Fine-tunes for one epoch with lr 0, so checkpoint-0.pth holds exactly the loaded weights."""
+    run_cli(BASE + ["--data_path", data, "--epochs", "1", "--lr", "0", "--min_lr", "0", "--warmup_epochs", "0",
+                    "--disable_eval", "true", "--finetune", ckpt, "--output_dir", out], check=True)
+    return torch.load(out / "checkpoint-0.pth", weights_only=True)["model"]
+
+
+def check_fresh_head(state):
+    assert torch.all(state["head.bias"] == 0)
+    assert state["head.weight"].shape == (2, 320) and 0 < state["head.weight"].abs().max() < 2e-4
+
+
+def test_finetune_from_fcmae_loads_every_encoder_weight(tiny_split, fcmae_checkpoint, tmp_path):
+    pre = torch.load(fcmae_checkpoint, weights_only=True)["model"]
+    encoder = {k[len("encoder."):]: v for k, v in pre.items() if k.startswith("encoder.")}
+    state = finetune_frozen(tiny_split, fcmae_checkpoint, tmp_path / "ft")
+    assert encoder and set(encoder) == set(state) - {"norm.weight", "norm.bias", "head.weight", "head.bias"}
+    for key, value in encoder.items():
+        assert torch.equal(state[key].reshape(value.shape), value), key
+    assert encoder["stages.2.3.grn.gamma"].abs().sum() > 0  # pre-training moved GRN, so equality means loaded
+    check_fresh_head(state)
+
+
+def test_finetune_from_dense_checkpoint_keeps_grn(tiny_split, tmp_path):
+    torch.manual_seed(0)
+    dense = convnextv2.convnextv2_atto(num_classes=1000)
+    state = dense.state_dict()
+    for key in state:
+        if ".grn." in key:
+            state[key] = torch.randn_like(state[key])
+    ckpt = tmp_path / "convnextv2_atto_1k_224_ema.pt"
+    torch.save({"model": state}, ckpt)
+    loaded = finetune_frozen(tiny_split, ckpt, tmp_path / "ft")
+    for key, value in state.items():
+        if not key.startswith("head."):
+            assert torch.equal(loaded[key], value), key
+    check_fresh_head(loaded)
+
+
+@pytest.fixture(scope="module")
+def mismatched_split(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mismatch")
+    make_image_folder(root / "train", n_per_class=(2, 2), size=32)
+    make_image_folder(root / "val", classes=("rough", "flat"), n_per_class=(2, 2), size=32)
+    return root
+
+
+@pytest.mark.parametrize("case", ["missing_data", "class_mismatch", "unknown_model", "other_arch",
+                                  "missing_finetune", "bad_bool"])
+def test_bad_inputs_one_line_error(case, tiny_split, mismatched_split, fcmae_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    args = BASE + ["--data_path", tiny_split, "--epochs", "1", "--output_dir", out]
+    expected = {
+        "missing_data": (["--data_path", tmp_path / "nope"], "--data_path not found"),
+        "class_mismatch": (["--data_path", mismatched_split], "class folders differ"),
+        "unknown_model": (["--model", "convnextv2_mega"], "choose from convnextv2_atto"),
+        "other_arch": (["--model", "convnextv2_femto", "--finetune", fcmae_checkpoint], "does not fit the model"),
+        "missing_finetune": (["--finetune", tmp_path / "convnextv2_tiny_1k_224_fcmae.pt"], "download_weights.sh"),
+        "bad_bool": (["--eval", "maybe"], "boolean value expected"),
+    }
+    extra, message = expected[case]
+    proc = run_cli(args + extra)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    line = last_error_line(proc)
+    assert "error: " in line and message in line, proc.stderr[-2000:]
+    assert not out.exists()  # nothing written by a failed start

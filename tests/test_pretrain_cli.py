@@ -1,0 +1,133 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from conftest import make_image_folder, run_cli
+
+import main_pretrain
+from rheed.errors import UserError
+
+BASE = ['main_pretrain.py', '--model', 'convnextv2_atto', '--input_size', '64', '--device', 'cpu',
+        '--batch_size', '4', '--num_workers', '0']
+
+
+def read_log(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def pretrain_data(tmp_path_factory):
+    """Split root with train/ (12 frames) and val/ (4 frames)."""
+    root = tmp_path_factory.mktemp("pre_split")
+    make_image_folder(root / "train", n_per_class=(6, 6), seed=0)
+    make_image_folder(root / "val", n_per_class=(2, 2), seed=1)
+    return root
+
+
+def test_pretrain_two_epochs_then_auto_resume(pretrain_data, tmp_path):
+    out = tmp_path / 'pre'
+    proc = run_cli(BASE + ['--epochs', '2', '--data_path', pretrain_data, '--output_dir', out,
+                           '--log_dir', out / 'tb'])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'Pre-training on 12 images' in proc.stdout  # train/ only, val/ is not used
+    assert 'effective batch size: 4' in proc.stdout and 'actual lr: 2.34e-06' in proc.stdout
+    assert (out / 'checkpoint-0.pth').is_file() and (out / 'checkpoint-1.pth').is_file()
+    log = read_log(out / 'log.txt')
+    assert [entry['epoch'] for entry in log] == [0, 1]
+    assert list(log[0]) == ['train_lr', 'train_loss', 'epoch', 'n_parameters']
+    assert all(0 < entry['train_loss'] < 10 for entry in log)
+    assert any(p.name.startswith('events.out.tfevents') for p in (out / 'tb').iterdir())
+
+    ckpt = torch.load(out / 'checkpoint-1.pth')  # default weights_only=True
+    assert ckpt['epoch'] == 1 and ckpt['args']['model'] == 'convnextv2_atto'
+    assert ckpt['scaler'] == {}
+    assert any(k.startswith('encoder.stages.') for k in ckpt['model'])
+    assert not [p for p in out.iterdir() if p.name.endswith('.tmp')]
+
+    proc = run_cli(BASE + ['--epochs', '3', '--data_path', pretrain_data, '--output_dir', out])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"Auto resume checkpoint: {out / 'checkpoint-1.pth'}" in proc.stdout
+    assert 'from epoch 2' in proc.stdout
+    log = read_log(out / 'log.txt')
+    assert [entry['epoch'] for entry in log] == [0, 1, 2]
+    assert torch.load(out / 'checkpoint-2.pth')['epoch'] == 2
+
+
+def test_help():
+    proc = run_cli(['main_pretrain.py', '-h'])
+    assert proc.returncode == 0
+    for flag in ('--norm_pix_loss', '--local-rank', '--use_amp', '--amp_dtype', '--clip_grad',
+                 '--unlabeled_data_path', '--bit_scaling', '--skip_corrupt', '--decoder_embed_dim'):
+        assert flag in proc.stdout
+
+
+def test_parser_defaults_and_booleans():
+    parser = main_pretrain.get_args_parser()
+    args = parser.parse_args([])
+    assert (args.batch_size, args.epochs, args.warmup_epochs, args.model, args.input_size) == \
+        (64, 800, 40, 'convnextv2_base', 224)
+    assert (args.mask_ratio, args.blr, args.min_lr, args.weight_decay, args.lr) == (0.6, 1.5e-4, 0.0, 0.05, None)
+    assert args.norm_pix_loss is True and args.use_amp is False and args.amp_dtype == 'bfloat16'
+    assert args.clip_grad is None and args.bit_scaling == 'percentile' and args.skip_corrupt is False
+    assert (args.auto_resume, args.save_ckpt, args.save_ckpt_freq, args.save_ckpt_num) == (True, True, 1, 3)
+    assert parser.parse_args(['--norm_pix_loss']).norm_pix_loss is True
+    assert parser.parse_args(['--norm_pix_loss', 'false']).norm_pix_loss is False
+    assert parser.parse_args(['--local-rank=1']).local_rank == 1
+    assert parser.parse_args(['--local_rank', '2']).local_rank == 2
+
+
+def test_missing_data_path(tmp_path):
+    proc = run_cli(BASE + ['--epochs', '1', '--data_path', tmp_path / 'nope', '--output_dir', tmp_path / 'o'])
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ') and 'nope' in lines[0]
+
+
+@pytest.mark.parametrize('sub', ['no_train', 'val', 'val/rough', '..'])
+def test_refuses_val_and_test_frames(pretrain_data, tmp_path, sub):
+    if sub == 'no_train':  # a split root without train/: recursion would reach val/
+        root = tmp_path / 'split'
+        shutil.copytree(pretrain_data / 'val', root / 'val')
+        make_image_folder(root / 'test', n_per_class=(2, 2), seed=2)
+        data_path = root
+    else:
+        data_path = pretrain_data / sub
+    with pytest.raises(UserError, match='held-out'):
+        main_pretrain.resolve_pretrain_files(data_path)
+    with pytest.raises(UserError, match='held-out'):
+        main_pretrain.resolve_pretrain_files(pretrain_data, unlabeled_data_path=data_path)
+
+
+def test_refusal_from_cli(pretrain_data, tmp_path):
+    proc = run_cli(BASE + ['--epochs', '1', '--data_path', pretrain_data / 'val', '--output_dir', tmp_path / 'o'])
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith('error: refusing to pre-train on held-out frames')
+
+
+def test_flat_folder_and_unlabeled_frames(pretrain_data, tmp_path):
+    flat = tmp_path / 'frames'
+    make_image_folder(flat / 'run1', classes=('a',), n_per_class=(3,), seed=3)
+    files = main_pretrain.resolve_pretrain_files(flat)
+    assert len(files) == 3  # recursive, no class folders needed
+    files = main_pretrain.resolve_pretrain_files(pretrain_data, unlabeled_data_path=flat)
+    assert len(files) == 15
+    assert not any('/val/' in f for f in files)
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with pytest.raises(UserError, match='no images'):
+        main_pretrain.resolve_pretrain_files(empty)
+
+
+def test_corrupt_frame_refused_then_skipped(pretrain_data, tmp_path):
+    data = tmp_path / 'data'
+    shutil.copytree(pretrain_data / 'train', data / 'train')
+    (data / 'train' / 'rough' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\x00' * 20)
+    args = BASE + ['--epochs', '1', '--data_path', data, '--output_dir', tmp_path / 'o']
+    proc = run_cli(args)
+    assert proc.returncode == 1 and 'broken.png' in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith('error: ') and '--skip_corrupt' in proc.stderr
+    proc = run_cli(args + ['--skip_corrupt', 'true', '--save_ckpt', 'false'])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'Pre-training on 12 images' in proc.stdout
