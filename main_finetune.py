@@ -31,7 +31,7 @@ from models.utils import load_pretrained_weights
 from optim_factory import LayerDecayValueAssigner, create_optimizer
 from rheed.errors import UserError
 from rheed.imageio import SCALING_MODES
-from rheed.losses import CLASS_WEIGHT_MODES, build_criterion, mixup_active
+from rheed.losses import build_criterion, mixup_active
 from utils import NativeScalerWithGradNormCount as NativeScaler
 from utils import str2bool
 
@@ -193,9 +193,6 @@ def check_args(args):
                         f"with scripts/download_weights.sh on a machine with internet access and copied here")
     if args.resume and not os.path.isfile(args.resume) and '://' not in args.resume:
         raise UserError(f"--resume checkpoint not found: {args.resume}")
-    mode = args.class_weights.strip().lower()
-    if mode not in CLASS_WEIGHT_MODES and not all(part.strip() for part in mode.split(',')):
-        raise UserError(f"--class_weights must be one of {', '.join(CLASS_WEIGHT_MODES)} or a comma-separated list")
     if args.update_freq < 1 or args.batch_size < 1:
         raise UserError("--batch_size and --update_freq must be at least 1")
     if mixup_active(args) and args.batch_size % 2:
@@ -204,8 +201,11 @@ def check_args(args):
         raise UserError("--eval true with --data_set image_folder needs --eval_data_path or --test_data_path")
 
 
-def existing_checkpoints(output_dir) -> list[str]:
-    return sorted(p.name for p in Path(output_dir).glob('checkpoint-*.pth')) if output_dir else []
+def existing_checkpoints(output_dir, numbered_only=False) -> list[str]:
+    if not output_dir:
+        return []
+    names = sorted(p.name for p in Path(output_dir).glob('checkpoint-*.pth'))
+    return [n for n in names if n[len('checkpoint-'):-len('.pth')].isdigit()] if numbered_only else names
 
 
 def eval_loader(dataset, args):
@@ -445,9 +445,9 @@ def main(args):
                             f"has {class_names}; use another --output_dir")
         if resumed.get('best_metric') == args.best_metric:
             best = {k: resumed.get(f'best_{k}') for k in best}
-    elif not args.eval and existing_checkpoints(args.output_dir):
+    elif not args.eval and existing_checkpoints(args.output_dir, numbered_only=True):
         raise UserError(f"{args.output_dir} holds checkpoints but none could be resumed "
-                        f"({', '.join(existing_checkpoints(args.output_dir)[:3])}); choose a new --output_dir")
+                        f"({', '.join(existing_checkpoints(args.output_dir, True)[:3])}); choose a new --output_dir")
 
     loaders = {'val': (data_loader_val, dataset_val and datasets.dataset_root(False, args)),
                'test': (data_loader_test, test_path)}

@@ -272,8 +272,9 @@ def main(args):
     print(f"effective batch size: {eff_batch_size}")
 
     if args.distributed:
+        # Every parameter takes part in each forward of the dense FCMAE (upstream's sparse one needed True).
         model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[args.gpu] if device.type == 'cuda' else None, find_unused_parameters=True)
+            model, device_ids=[args.gpu] if device.type == 'cuda' else None, find_unused_parameters=False)
         model_without_ddp = model.module
 
     # timm's add_weight_decay, as upstream: no decay for 1-D tensors and biases only
@@ -317,12 +318,16 @@ def main(args):
         dist.destroy_process_group()
 
 
-if __name__ == '__main__':
+def cli(argv=None):
     parser = argparse.ArgumentParser('FCMAE pre-training', parents=[get_args_parser()])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         if args.output_dir:
             Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         main(args)
     except UserError as e:
         sys.exit(f"error: {e}")
+
+
+if __name__ == '__main__':
+    cli()

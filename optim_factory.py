@@ -1,7 +1,6 @@
 """Optimizers for fine-tuning: parameter groups with weight-decay rules and layer-wise lr decay."""
 import json
 
-import torch
 from torch import optim as optim
 
 import timm_compat  # noqa: F401  (must precede any timm import)

@@ -557,7 +557,7 @@ def load_checkpoint(path):
     return checkpoint
 
 
-def _numbered_checkpoints(output_dir):
+def list_numbered_checkpoints(output_dir):
     """[(epoch, path)] of checkpoint-<int>.pth in output_dir, newest first."""
     found = []
     for path in Path(output_dir).glob('checkpoint-*.pth'):
@@ -594,12 +594,11 @@ def auto_load_model(args, model, model_without_ddp, optimizer, loss_scaler, mode
     checkpoint = None
     if getattr(args, 'auto_resume', False) and not args.resume:
         output_dir = args.output_dir or '.'
-        for _, path in _numbered_checkpoints(output_dir):
+        for _, path in list_numbered_checkpoints(output_dir):
             try:
                 checkpoint = load_checkpoint(path)
             except UserError as e:
                 warnings.warn(f"skipping unreadable checkpoint: {e}", stacklevel=2)
-                print(f"Warning: skipping unreadable checkpoint: {e}")
                 continue
             args.resume = str(path)
             break

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from rheed.errors import UserError
-from rheed.plotting import Labels, figure_style, new_figure, save_figure, series_style
+from rheed.plotting import Labels, figure_style, integer_ticks, new_figure, save_figure, series_style
 from rheed.report import LOG_FILE, METRICS_FILE, latex_escape, read_json, read_log, series
 
 
@@ -125,7 +125,7 @@ def write_tex(rows: list[dict], keys: list[str], path: Path) -> Path:
     best = {key: max((shown(r, key) for r in rows if shown(r, key) is not None), default=None) for key in keys}
     heads = ["Run", "$n$"] + [TEX_HEADS.get(k, "F1 " + latex_escape(k[3:])) for k in keys]
     lines = ["% Written by scripts/compare_runs.py; needs \\usepackage{booktabs}",
-             r"\begin{table}[htbp]", r"\centering",
+             r"\begin{table}[htbp]", r"\centering", r"\small",
              r"\caption{Test metrics in \%, mean $\pm$ sample standard deviation over $n$ runs; best in bold.}",
              r"\label{tab:compare}", r"\begin{tabular}{lr" + "c" * len(keys) + "}", r"\toprule",
              " & ".join(heads) + r" \\", r"\midrule"]
@@ -163,7 +163,9 @@ def plot_val_f1(groups: dict[str, list[Run]], labels: Labels):
         if len(curves) > 1:
             std = values.std(axis=0, ddof=1)
             ax.fill_between(epochs, mean - std, mean + std, color=style["color"], alpha=0.15, linewidth=0)
-    ax.set(xlabel=labels("epoch"), ylabel=labels("compare_f1"), title=labels("compare_f1"))
+    several = any(len(runs) > 1 for runs in groups.values())
+    ax.set(xlabel=labels("epoch"), ylabel=labels("compare_f1"), title=labels("compare_title" if several else "compare_f1"))
+    integer_ticks(ax)
     ax.legend(loc="lower right")
     return fig
 

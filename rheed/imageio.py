@@ -223,25 +223,30 @@ def _reason(error: Exception) -> str:
     return 'cannot decode: ' + (text[:117] + '...' if len(text) > 120 else text)
 
 
-def check_image(path: str | os.PathLike) -> str | None:
-    """Fully decodes one file; returns a short reason when it is unusable, else None."""
+def decode_checked(path: str | os.PathLike) -> tuple[np.ndarray | None, int | None, str | None]:
+    """Fully decodes one file: (pixels, bits, None) when usable, else (None, None, short reason)."""
     try:
         if not os.path.isfile(path):
-            return 'file not found'
+            return None, None, 'file not found'
         if os.path.getsize(path) == 0:
-            return 'zero-byte file'
-        arr, _ = read_raw(path)
+            return None, None, 'zero-byte file'
+        arr, bits = read_raw(path)
     except Exception as e:  # any decoder failure is a property of the file
-        return _reason(e)
+        return None, None, _reason(e)
     if arr.size == 0:
-        return 'empty image (no pixels)'
+        return None, None, 'empty image (no pixels)'
     if arr.ndim not in (2, 3):
-        return f'unsupported shape {tuple(arr.shape)} (expected 2-D or 3-D)'
+        return None, None, f'unsupported shape {tuple(arr.shape)} (expected 2-D or 3-D)'
     if arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4):
-        return f'unsupported channel count {arr.shape[-1]} (expected 1, 3 or 4)'
+        return None, None, f'unsupported channel count {arr.shape[-1]} (expected 1, 3 or 4)'
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        return 'non-finite pixel values (NaN or inf)'
-    return None
+        return None, None, 'non-finite pixel values (NaN or inf)'
+    return arr, bits, None
+
+
+def check_image(path: str | os.PathLike) -> str | None:
+    """Fully decodes one file; returns a short reason when it is unusable, else None."""
+    return decode_checked(path)[2]
 
 
 def verify_files(paths: Sequence[str], skip_corrupt: bool = False,

@@ -13,6 +13,7 @@ from typing import Iterator, Sequence
 import matplotlib
 from matplotlib import font_manager
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 # (colour, line style, marker): colours differ in lightness, and style + marker differ too.
 SERIES_STYLES = (
@@ -78,6 +79,7 @@ TEXT = {
     "wrong_panel": ("true {} / pred {}\np={:.3f}", "真实 {} / 预测 {}\np={:.3f}"),
     "missing_image": ("image not found", "找不到图像"),
     "compare_f1": ("Validation macro-F1", "验证集宏平均F1"),
+    "compare_title": ("Validation macro-F1 (line: mean; band: ±1 s.d.)", "验证集宏平均F1（线：均值；带：±1 标准差）"),
     "runs_n": ("{} (n={})", "{} (n={})"),
     "original": ("Original", "原图"),
     "masked_input": ("Masked input ({:.0%} masked)", "掩码输入（掩码 {:.0%}）"),
@@ -174,6 +176,11 @@ def series_style(index: int, with_marker: bool = True, markevery: int | None = N
         if markevery:
             style["markevery"] = markevery
     return style
+
+
+def integer_ticks(ax) -> None:
+    """Whole numbers only on the x axis (epochs)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def new_figure(width: float, height: float) -> Figure:

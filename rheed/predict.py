@@ -226,10 +226,15 @@ def default_out_dir(input_path: str | Path) -> Path:
     return path.parent / f"{stem}_predictions"
 
 
-def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
-    existing = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuses to replace the outputs of an earlier run unless `overwrite`."""
+    existing = [name for name in OUTPUT_FILES if (Path(out_dir) / name).exists()]
     if existing and not overwrite:
         raise UserError(f"{out_dir} already holds {', '.join(existing)}; choose another --out or pass --overwrite")
+
+
+def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    check_out_dir(out_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -362,8 +367,7 @@ def plot_timeline(out_dir: Path, frames: np.ndarray, probs: np.ndarray, smoothed
         if transition_frame is not None:
             ax.axvline(transition_frame, color="black", linestyle="-.", linewidth=1.2,
                        label=f"transition: frame {transition_frame}")
-            ax.axvspan(transition_frame, frames.max(), facecolor="0.9", edgecolor="0.7", hatch="//", linewidth=0,
-                       zorder=0)
+            ax.axvspan(transition_frame, frames.max(), facecolor="0.92", linewidth=0, zorder=0)
         ax.set_xlabel("Frame")
         ax.set_ylabel(f"p({positive_name})")
         ax.set_ylim(-0.03, 1.03)

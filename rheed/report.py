@@ -16,7 +16,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from rheed.errors import UserError
 from rheed.imageio import read_frame
 from rheed.metrics import positive_class_index
-from rheed.plotting import HATCHES, Labels, figure_style, new_figure, save_figure, series_style
+from rheed.plotting import HATCHES, Labels, figure_style, integer_ticks, new_figure, save_figure, series_style
 
 LOG_FILE = "log.txt"
 METRICS_FILE = "test_metrics.json"
@@ -232,6 +232,7 @@ def plot_training_curves(log: list[dict], labels: Labels, best_epoch: int | None
     ax_lr.set(title=labels("lr_curve"), xlabel=labels("epoch"), ylabel=labels("lr"))
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     for ax in (ax_loss, ax_metric, ax_lr):
+        integer_ticks(ax)
         if best_epoch is not None:
             ax.axvline(best_epoch, color="0.3", linestyle=(0, (1, 1)), linewidth=1.2,
                        label=labels("best_epoch", best_epoch))
@@ -248,6 +249,8 @@ def plot_pretrain_curves(log: list[dict], labels: Labels):
     ax_loss.set(title=labels("pretrain_loss"), xlabel=labels("epoch"), ylabel=labels("loss"))
     ax_lr.set(title=labels("lr_curve"), xlabel=labels("epoch"), ylabel=labels("lr"))
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    integer_ticks(ax_loss)
+    integer_ticks(ax_lr)
     return fig
 
 
@@ -439,6 +442,8 @@ def make_report(run_dir: Path, out_dir: Path | None = None, lang: str = "en", ma
         raise UserError(f"run directory not found: {run_dir}")
     if not (run_dir / LOG_FILE).is_file():
         raise UserError(f"{run_dir} has no {LOG_FILE} (not a run directory of main_finetune.py/main_pretrain.py?)")
+    if manifest is not None and not Path(manifest).is_file():
+        raise UserError(f"manifest not found: {manifest}")
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
     log = read_log(run_dir / LOG_FILE)
     if not is_finetune_log(log) and not (run_dir / METRICS_FILE).exists():

@@ -211,30 +211,35 @@ def _assign_temporal(frames: list[Frame], ratios, gap: int) -> None:
 
 
 def _assign_by_sequence(frames: list[Frame], ratios, seed: int) -> None:
-    """Whole sequences to one split each: the smallest splits first get one sequence each (the one
-    closest to their target size), then every sequence goes to the split furthest below its share."""
+    """Whole sequences to one split each. Sequences holding the same classes (e.g. island runs with
+    island_smooth + island_rough, layer runs with layer_smooth) are balanced as one group: in a seeded
+    order, the smaller splits first get one sequence each (the one closest to their target size), then
+    every sequence goes to the split furthest below its share of the group's frames."""
     units = defaultdict(list)
     for f in frames:
         units[f.sequence].append(f)
-    names = sorted(units)
-    names = [names[i] for i in _rng(seed, 'by-sequence').permutation(len(names))]
-    total = len(frames)
+    groups = defaultdict(list)
+    for name in sorted(units, key=str):
+        groups[tuple(sorted({f.fine_class for f in units[name]}))].append(name)
     target = dict(zip(SPLITS, ratios))
-    counts = dict.fromkeys(SPLITS, 0)
-
-    def put(name, split):
-        for f in units[name]:
-            f.split = split
-        counts[split] += len(units[name])
-
     wanted = [s for s in sorted(SPLITS, key=lambda s: (target[s], SPLITS.index(s))) if target[s] > 0]
-    if len(names) >= len(wanted):
-        for split in wanted[:-1]:
-            best = min(names, key=lambda n: abs(len(units[n]) - target[split] * total))
-            names.remove(best)
-            put(best, split)
-    for name in names:
-        put(name, max(SPLITS, key=lambda s: (target[s] * total - counts[s], -SPLITS.index(s))))
+    for signature, names in sorted(groups.items()):
+        names = [names[i] for i in _rng(seed, 'by-sequence:' + '+'.join(signature)).permutation(len(names))]
+        total = sum(len(units[n]) for n in names)
+        counts = dict.fromkeys(SPLITS, 0)
+
+        def put(name, split):
+            for f in units[name]:
+                f.split = split
+            counts[split] += len(units[name])
+
+        if len(names) >= len(wanted):
+            for split in wanted[:-1]:
+                best = min(names, key=lambda n: abs(len(units[n]) - target[split] * total))
+                names.remove(best)
+                put(best, split)
+        for name in names:
+            put(name, max(SPLITS, key=lambda s: (target[s] * total - counts[s], -SPLITS.index(s))))
 
 
 def _neighbours_in_other_split(frames: list[Frame], gap: int):
@@ -307,61 +312,75 @@ def plan_split(frames: list[Frame], ratios=(0.7, 0.15, 0.15), gap: int = DEFAULT
 # ----------------------------------------------------------------------------- similarity
 
 def thumbnail(path: str, size: int = 32) -> np.ndarray | None:
-    """Mean-free, unit-norm grayscale size x size vector of a frame (None when unreadable)."""
+    """Grayscale size x size thumbnail of a frame as a float vector (None when unreadable)."""
     try:
         frame = read_frame(path)
     except Exception:
         return None
     if frame.ndim == 3:
         frame = frame.mean(axis=2).astype(np.uint8)
-    small = np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR), dtype=np.float64).ravel()
-    small -= small.mean()
-    norm = np.linalg.norm(small)
-    return small / norm if norm > 0 else small
+    return np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR), dtype=np.float64).ravel()
+
+
+def _unit_rows(mat: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(mat, axis=1, keepdims=True)
+    return mat / np.where(norms > 0, norms, 1.0)
 
 
 def nearest_train_similarity(frames: list[Frame], size: int = 32, top: int = 10, workers: int = 4) -> dict:
-    """Correlation (cosine of mean-free size x size thumbnails) of each val/test frame with its most
-    similar train frame: summary statistics and the most similar pairs."""
+    """Similarity of each val/test frame to its most similar train frame: cosine similarity of
+    size x size grayscale thumbnails after removing the mean thumbnail of all frames (RHEED frames
+    share most of their structure, so plain correlations are all close to 1). 1 = identical up to
+    brightness scale; unrelated frames score near 0."""
     kept = [f for f in frames if f.split is not None]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         thumbs = list(pool.map(lambda f: thumbnail(f.source, size), kept))
     unreadable = [f.source for f, t in zip(kept, thumbs) if t is None]
-    by_split = defaultdict(list)
-    for f, t in zip(kept, thumbs):
-        if t is not None:
-            by_split[f.split].append((f, t))
-    result = {'thumbnail_size': size, 'measure': 'Pearson correlation of grayscale thumbnails',
+    items = [(f, t) for f, t in zip(kept, thumbs) if t is not None]
+    result = {'thumbnail_size': size, 'measure': 'cosine similarity of mean-removed grayscale thumbnails',
               'unreadable': unreadable}
-    train = by_split.get('train', [])
-    if not train:
+    if not items:
         return result
-    train_mat = np.stack([t for _, t in train])
+    mat = _unit_rows(np.stack([t - t.mean() for _, t in items]))  # each frame: zero mean, unit norm
+    mat = _unit_rows(mat - mat.mean(axis=0))                       # remove what all frames share
+    rows = {s: [i for i, (f, _) in enumerate(items) if f.split == s] for s in SPLITS}
+    if not rows['train']:
+        return result
+    train = rows['train']
     for split in ('val', 'test'):
-        items = by_split.get(split, [])
-        if not items:
+        if not rows[split]:
             continue
-        sims = np.stack([t for _, t in items]) @ train_mat.T
+        sims = mat[rows[split]] @ mat[train].T
         best = sims.argmax(axis=1)
-        best_sim = sims[np.arange(len(items)), best]
+        best_sim = sims[np.arange(len(best)), best]
+        query = [items[i][0] for i in rows[split]]
+        match = [items[train[j]][0] for j in best]
+        same = np.array([f.sequence is not None and f.sequence == g.sequence for f, g in zip(query, match)])
+        # reference: the most similar train frame from another growth run
+        train_seq = np.array([str(items[j][0].sequence) for j in train])
+        other = np.array([[f.sequence is None or ts != f.sequence for ts in train_seq] for f in query])
+        other_best = np.where(other, sims, -np.inf).max(axis=1)
+        other_best = other_best[np.isfinite(other_best)]
+
+        def stats(values):
+            return {'mean': round(float(values.mean()), 4), 'median': round(float(np.median(values)), 4),
+                    'p95': round(float(np.percentile(values, 95)), 4), 'max': round(float(values.max()), 4)}
+
+        per_class = {}
+        for c in sorted({f.fine_class for f in query}):
+            mask = np.array([f.fine_class == c for f in query])
+            per_class[c] = {'n': int(mask.sum()), **stats(best_sim[mask])}
         pairs = []
         for i in np.argsort(-best_sim, kind='stable')[:top]:
-            f, g = items[i][0], train[best[i]][0]
-            same = f.sequence is not None and f.sequence == g.sequence
+            f, g = query[i], match[i]
             pairs.append({'frame': f'{f.fine_class}/{f.rel}', 'train_frame': f'{g.fine_class}/{g.rel}',
-                          'similarity': round(float(best_sim[i]), 4), 'same_sequence': same,
-                          'frame_distance': (abs(f.frame - g.frame) if same and f.frame is not None
+                          'similarity': round(float(best_sim[i]), 4), 'same_sequence': bool(same[i]),
+                          'frame_distance': (abs(f.frame - g.frame) if same[i] and f.frame is not None
                                              and g.frame is not None else None)})
-        result[split] = {
-            'n': len(items),
-            'mean': round(float(best_sim.mean()), 4), 'median': round(float(np.median(best_sim)), 4),
-            'p95': round(float(np.percentile(best_sim, 95)), 4), 'max': round(float(best_sim.max()), 4),
-            'n_above_0.99': int((best_sim > 0.99).sum()),
-            'nearest_in_same_sequence': int(sum(items[i][0].sequence is not None
-                                                and items[i][0].sequence == train[best[i]][0].sequence
-                                                for i in range(len(items)))),
-            'top_pairs': pairs,
-        }
+        result[split] = {'n': len(query), **stats(best_sim), 'n_above_0.95': int((best_sim > 0.95).sum()),
+                         'nearest_in_same_sequence': int(same.sum()),
+                         'other_sequence_mean': round(float(other_best.mean()), 4) if other_best.size else None,
+                         'per_class': per_class, 'top_pairs': pairs}
     return result
 
 
@@ -508,9 +527,9 @@ def format_report(r: dict) -> str:
                      f"{'/'.join(str(c['actual'][s]) for s in SPLITS)} vs requested "
                      f"{'/'.join(str(c['requested'][s]) for s in SPLITS)} (max deviation {c['max_deviation']})")
     g = r['gap_check']
-    lines += ['', f"gap check: PASSED - none of {g['checked_frames']} val/test frames of temporal classes lies within "
-                  f"{r['gap']} frames of a frame of another split in the same sequence"
-                  + (f" ({g['left_out_for_conflicts']} frames left out to ensure it)" if g['left_out_for_conflicts'] else '')]
+    extra = f" ({g['left_out_for_conflicts']} frames left out to ensure it)" if g['left_out_for_conflicts'] else ''
+    lines += ['', f"gap check: PASSED - none of {g['checked_frames']} val/test frames of temporal classes lies "
+                  f"within {r['gap']} frames of a frame of another split in the same sequence{extra}"]
     for fine_class, n in r['random_class_neighbours'].items():
         if n:
             lines.append(f"note: {fine_class} is split randomly: {n} val/test frames have a train frame within "
@@ -518,17 +537,21 @@ def format_report(r: dict) -> str:
     sim = r.get('similarity')
     if sim:
         lines.append('')
-        lines.append(f"nearest train frame similarity ({sim['measure']}, {sim['thumbnail_size']}x{sim['thumbnail_size']}):")
+        size = sim['thumbnail_size']
+        lines.append(f"nearest train frame similarity ({sim['measure']}, {size}x{size}):")
         for split in ('val', 'test'):
             if split in sim:
                 s = sim[split]
-                lines.append(f"  {split}: n={s['n']} mean={s['mean']} median={s['median']} p95={s['p95']} max={s['max']} "
-                             f"above 0.99: {s['n_above_0.99']}; nearest is in the same sequence: "
-                             f"{s['nearest_in_same_sequence']}")
+                lines.append(f"  {split}: n={s['n']} mean={s['mean']} median={s['median']} p95={s['p95']} "
+                             f"max={s['max']} above 0.95: {s['n_above_0.95']}; nearest train frame in the same sequence: "
+                             f"{s['nearest_in_same_sequence']}; mean best match in other sequences: "
+                             f"{s['other_sequence_mean']}")
+                for c, cs in s['per_class'].items():
+                    lines.append(f"    {c:16} n={cs['n']} mean={cs['mean']} max={cs['max']}")
         if 'test' in sim:
             lines.append('  most similar test/train pairs:')
             for p in sim['test']['top_pairs']:
-                where = (f"same sequence, {p['frame_distance']} frames apart" if p['same_sequence']
+                where = (f"same sequence, frame distance {p['frame_distance']}" if p['same_sequence']
                          else 'other sequence')
                 lines.append(f"    {p['similarity']:.4f}  {p['frame']}  ~  {p['train_frame']}  ({where})")
         if sim['unreadable']:

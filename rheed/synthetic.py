@@ -12,6 +12,9 @@ roughness `progress` in [0, 1]:
 - progress above `ROUGH_THRESHOLD` up to 1 (late 3D islands): a transmission pattern, a grid of round
   or elongated spots (optionally chevrons), no streaks, a high diffuse background.
 
+Each run also has a small `look_shift`: its pattern looks a little rougher or smoother than its
+label says, as when a person picks the transition frame by eye (zero in `make_growth_run`).
+
 Every frame has a dark shadow edge at the bottom, a beam brightness that drifts along the run,
 a small camera rotation, phosphor blur (Gaussian), shot (Poisson) noise and read noise. The pattern
 is left-right symmetric about the specular spot (up to the rotation and a small intensity
@@ -36,11 +39,14 @@ Public API
 overwrite=False) -> dict``
     Writes ``out/{layer_smooth,island_smooth,island_rough}/seqNNN_FFFFFF.png`` (``.tif`` with
     `tiff16`) and ``out/synthetic_frames.csv`` (file, class, sequence, frame, progress).
+``save_contact_sheet(data_dir, out_png, per_class=4)``
+    A PNG grid of generated frames, one row per class.
 
 Every run draws from its own ``np.random.default_rng([seed, run_index])``, so the same seed gives
 identical bytes.
 """
 import csv
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -103,6 +109,7 @@ class RheedParams:
     osc_phase: float
     osc_decay: float           # oscillation damping time, frames
     base_rough: float          # roughness of a 2D layer run
+    look_shift: float          # the pattern looks this much rougher than the label says (labeller's judgement)
     photons: float             # photons at full scale (sets shot noise)
     read_noise: float
     black_level: float
@@ -179,6 +186,7 @@ def random_params(rng: np.random.Generator, width: int = _REF_WIDTH, height: int
         osc_phase=rng.uniform(0, 2 * np.pi),
         osc_decay=ml_period * rng.uniform(3.0, 10.0),
         base_rough=rng.uniform(0.0, 0.12),
+        look_shift=rng.uniform(-0.06, 0.06),
         photons=float(np.exp(rng.uniform(np.log(200.0), np.log(3000.0)))),
         read_noise=rng.uniform(0.002, 0.008),
         black_level=rng.uniform(0.0, 0.03),
@@ -204,12 +212,13 @@ def _oscillation(p: RheedParams, t: float, rho: float) -> float:
 
 def _streak_factors(p: RheedParams, rho: float, dip: float, y: np.ndarray, x: np.ndarray):
     """Separable streak profiles: returns (H, K) vertical and (W, K) horizontal factors."""
-    weight = p.streak_amp * (1.0 - _smoothstep(0.25, 0.8, rho)) * (1.0 - 0.4 * dip)
+    weight = p.streak_amp * (1.0 - _smoothstep(0.3, 0.85, rho)) * (1.0 - 0.4 * dip)
     if weight <= 1e-4:
         return None
     sigma = p.streak_sigma * (1.0 + 1.2 * rho)
     length = p.streak_length * (1.0 - 0.6 * rho)
-    modulation = min(_smoothstep(0.1, 0.55, rho), 0.9)
+    modulation = min(_smoothstep(0.1, 0.65, rho), 0.9)
+    bumps = {shift: _row_bumps(p, y, shift) for shift in (0.0, 0.5)} if modulation > 0 else {}
     ys, xs = [], []
     n_max = int(p.width / p.spacing) + 1
     for zone, radius, offset, zone_amp in ((0, p.laue_radius, 0.0, 1.0),
@@ -228,7 +237,8 @@ def _streak_factors(p: RheedParams, rho: float, dip: float, y: np.ndarray, x: np
             zone_length = length if zone == 0 else 0.4 * length
             profile = 1.0 / (1.0 + ((y - y_hit) / zone_length) ** 2)
             if modulation > 0:
-                profile = profile * ((1.0 - modulation) + modulation * _row_bumps(p, y, n))
+                odd = p.centered and abs(n - round(n)) < 1e-6 and int(round(n)) % 2 == 1
+                profile = profile * ((1.0 - modulation) + modulation * bumps[0.5 if odd else 0.0])
             ys.append(profile)
             xs.append(amp * _gauss(x - (p.x0 + dx), sigma))
     if not ys:
@@ -236,16 +246,15 @@ def _streak_factors(p: RheedParams, rho: float, dip: float, y: np.ndarray, x: np
     return np.stack(ys, axis=1), np.stack(xs, axis=1)
 
 
-def _row_bumps(p: RheedParams, y: np.ndarray, n: float) -> np.ndarray:
-    """Vertical spot positions (3D Bragg rows) of rod n; streaks break up at these rows."""
-    shift = 0.5 if (p.centered and abs(n - round(n)) < 1e-6 and int(round(n)) % 2) else 0.0
+def _row_bumps(p: RheedParams, y: np.ndarray, shift: float) -> np.ndarray:
+    """Bumps at the 3D Bragg rows (shifted by `shift` rows); streaks break up at these rows."""
     rows = p.y_shadow - (np.arange(1, int(p.y_shadow / p.row_spacing) + 2) - shift) * p.row_spacing
     return _gauss(y[:, None] - rows[None, :], p.spot_sigma[1]).sum(axis=1)
 
 
 def _spot_factors(p: RheedParams, rho: float, y: np.ndarray, x: np.ndarray):
     """Separable transmission spot grid: (H, M) @ (M, N) amplitudes @ (N, W)."""
-    weight = p.spot_amp * _smoothstep(0.2, 0.85, rho)
+    weight = p.spot_amp * _smoothstep(0.25, 0.9, rho)
     if weight <= 1e-4:
         return None
     n_cols = int(p.width / p.spacing) + 1
@@ -304,29 +313,33 @@ def _add_kikuchi(img: np.ndarray, p: RheedParams, weight: float, y: np.ndarray, 
             # line through (x0 + side * offset, y_spec), tilted by `angle` from the horizontal
             nx, ny = math.sin(angle), side * math.cos(angle)
             dist = (x[None, :] - (p.x0 + side * offset)) * nx + (y[:, None] - y_spec) * ny
-            img += weight * amp * (_gauss(dist, width) - 0.5 * _gauss(dist - 2.5 * width * side, width))
+            u = dist / width
+            # bright excess line with a darker deficiency side (one exponential for speed)
+            img += weight * amp * np.exp(-0.5 * u * u) * (1.0 - 0.6 * side * u)
 
 
 def render_clean(p: RheedParams, progress: float, t: float = 0.0) -> np.ndarray:
-    """Noise-free, unblurred pattern (float32, camera full-scale units) at roughness `progress`."""
-    rho = float(np.clip(progress, 0.0, 1.0))
+    """Noise-free, unblurred pattern (float32, camera full-scale units) at roughness `progress`
+    (shifted by `p.look_shift`) and time `t` in frames."""
+    rho = float(np.clip(progress + p.look_shift, 0.0, 1.0))
     y = np.arange(p.height, dtype=np.float32)
     x = np.arange(p.width, dtype=np.float32)
     dip = _oscillation(p, t, rho)
     y_spec = p.y_shadow - p.laue_radius
 
     # every separable term is a column of fy (H, K) and fx (W, K): image = fy @ fx.T
-    fy, fx = [], []
     bg = 1.0 + p.bg_rough_gain * rho + 0.15 * dip
-    fy.append(np.full_like(y, p.bg_level * bg)); fx.append(np.ones_like(x))
-    fy.append(p.bg_glow * bg * _gauss(y - (y_spec + 0.3 * p.laue_radius), 0.35 * p.height))
-    fx.append(_gauss(x - p.x0, 0.3 * p.width))
-    fy.append(0.05 * bg * (y / p.y_shadow) ** 3); fx.append(np.ones_like(x))    # inelastic glow near the horizon
     spec = p.specular_amp * (1.0 - 0.85 * _smoothstep(0.15, 0.8, rho)) * (1.0 - dip)
-    fy.append(spec * _gauss(y - y_spec, p.specular_sigma[1])); fx.append(_gauss(x - p.x0, p.specular_sigma[0]))
+    flat = np.ones_like(x)
+    fy = [np.full_like(y, p.bg_level * bg),
+          p.bg_glow * bg * _gauss(y - (y_spec + 0.3 * p.laue_radius), 0.35 * p.height),
+          0.05 * bg * (y / p.y_shadow) ** 3,                                     # inelastic glow near the horizon
+          spec * _gauss(y - y_spec, p.specular_sigma[1])]
+    fx = [flat, _gauss(x - p.x0, 0.3 * p.width), flat, _gauss(x - p.x0, p.specular_sigma[0])]
     streaks = _streak_factors(p, rho, dip, y, x)
     if streaks is not None:
-        fy.extend(streaks[0].T); fx.extend(streaks[1].T)
+        fy.extend(streaks[0].T)
+        fx.extend(streaks[1].T)
     img = np.stack(fy, axis=1).astype(np.float32) @ np.stack(fx, axis=1).astype(np.float32).T
 
     spots = _spot_factors(p, rho, y, x)
@@ -341,7 +354,7 @@ def render_clean(p: RheedParams, progress: float, t: float = 0.0) -> np.ndarray:
         _add_kikuchi(img, p, kikuchi, y, x)
 
     lr = 1.0 + p.lr_asym * np.tanh(4.0 * (x - p.x0) / p.width)
-    shadow = 1.0 / (1.0 + np.exp((y - p.y_shadow) / p.shadow_width))
+    shadow = 1.0 / (1.0 + np.exp(np.minimum((y - p.y_shadow) / p.shadow_width, 60.0)))
     vignette_x = 1.0 / (1.0 + ((x - p.width / 2) / (0.62 * p.width)) ** 6)
     vignette_y = 1.0 / (1.0 + ((y - p.height / 2) / (0.75 * p.height)) ** 6)
     img *= (shadow * vignette_y)[:, None] * (lr * vignette_x)[None, :]
@@ -407,7 +420,7 @@ def make_growth_run(n_frames: int, transition_frame: int, size: tuple = (_REF_WI
         raise ValueError(f"transition_frame {transition_frame} outside 0..{n_frames}")
     width, height = size
     rng = _run_rng(seed, 0)
-    p = random_params(rng, width, height, run_frames=n_frames)
+    p = dataclasses.replace(random_params(rng, width, height, run_frames=n_frames), look_shift=0.0)
     progress = island_progress(n_frames, transition_frame, *_island_ends(rng))
     return [to_uint8(render_frame(p, rho, rng, t=i)) for i, rho in enumerate(progress)]
 

@@ -61,6 +61,8 @@ def get_args_parser():
                         help="expected number of GPUs (0: at least one); ignored with --cpu")
     parser.add_argument("--require", nargs="*", default=[], metavar="MODULE",
                         help="extra modules that must be importable")
+    parser.add_argument("--only", default="", metavar="NAMES",
+                        help="comma-separated check names to run (e.g. imports,data); default: all")
     return parser
 
 
@@ -326,6 +328,14 @@ def run_checks(args) -> int:
     checks += [("model_cpu", check_model_cpu), ("ddp_gloo", check_ddp_cpu), ("disk", check_disk)]
     if args.data_path:
         checks.append(("data", check_data))
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = sorted(set(wanted) - {name for name, _ in checks})
+        if unknown:
+            print(f"error: unknown check(s) {unknown} for this mode; choose from "
+                  f"{[name for name, _ in checks]}", file=sys.stderr)
+            return 2
+        checks = [(name, check) for name, check in checks if name in wanted]
 
     failed = 0
     gpu_ok = True

@@ -51,14 +51,19 @@ sys.path.insert(0, ".")
 import timm_compat  # noqa: F401
 from models import convnextv2
 from models.utils import load_pretrained_weights
+from rheed.errors import UserError
 from utils import load_checkpoint
 name, path = sys.argv[1], sys.argv[2]
 model = convnextv2.__dict__[name](num_classes=2)
-report = load_pretrained_weights(model, load_checkpoint(path))
+try:
+    report = load_pretrained_weights(model, load_checkpoint(path))
+except UserError as e:
+    sys.exit(f"error: {path}: {e}")
 bad = [k for k in report["missing"] if not k.startswith(("head.", "norm."))]
 if bad:
     sys.exit(f"error: {path} leaves {len(bad)} weights of {name} unloaded, e.g. {bad[:3]}")
-print(f"OK {path}: loads into {name} ({len(report['missing'])} head/norm keys left to train)")'
+n_left = len(report["missing"])
+print(f"OK {path}: loads into {name} ({n_left} head/norm keys left to train)")'
 
 for size in "${sizes[@]}"; do
     for file in "pt_only/convnextv2_${size}_1k_224_fcmae.pt" "im1k/convnextv2_${size}_1k_224_ema.pt"; do
@@ -74,7 +79,10 @@ for size in "${sizes[@]}"; do
             echo "exists: $dest"
         else
             echo "downloading $url"
-            fetch "$url" "$dest"
+            if ! fetch "$url" "$dest"; then
+                echo "error: download of $url failed (no internet here? run this script on a connected machine)" >&2
+                exit 1
+            fi
         fi
         "$PYTHON" -c "$verify" "convnextv2_$size" "$dest"
     done

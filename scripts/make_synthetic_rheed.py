@@ -1,10 +1,14 @@
 """Writes synthetic RHEED growth videos as data_rheed/{layer_smooth,island_smooth,island_rough}/."""
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Rendering uses many small matrix products; extra BLAS threads only spin and slow it down.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 from rheed.errors import UserError  # noqa: E402
 from rheed.synthetic import DEFAULT_SEQUENCES, generate_dataset, save_contact_sheet  # noqa: E402

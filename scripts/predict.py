@@ -41,11 +41,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> None:
     from rheed.inference import load_classifier
-    from rheed.predict import PredictOptions, predict_input, stop_on_signals, watch_folder
+    from rheed.predict import (PredictOptions, check_out_dir, default_out_dir, predict_input, stop_on_signals,
+                               watch_folder)
 
     options = PredictOptions(threshold=args.threshold, smooth_window=args.smooth_window, persist=args.persist,
                              positive_class=args.positive_class, batch_size=args.batch_size, pattern=args.pattern)
     options.validate()
+    check_out_dir(Path(args.out) if args.out else default_out_dir(args.input or args.watch), args.overwrite)
     classifier = load_classifier(args.checkpoint, device=args.device, use_ema=args.ema)
     if args.watch:
         stop = threading.Event()

@@ -10,7 +10,7 @@
 # Variables (default): GPUS (4), MODEL (convnextv2_atto), DATA (data_rheed_split),
 # OUTPUT (outputs/finetune_<model>), FINETUNE (weights/convnextv2_<size>_1k_224_fcmae.pt;
 # set FINETUNE= to train from scratch), EPOCHS (100), BATCH (32 per GPU), BLR (2e-4),
-# INPUT_SIZE (224), NB_CLASSES (2), NUM_WORKERS (8), EXTRA_ARGS (appended as is),
+# INPUT_SIZE (224), NB_CLASSES (empty: from the class folders), NUM_WORKERS (8), EXTRA_ARGS (appended as is),
 # DRY_RUN=1 (print the command only).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,7 +24,7 @@ EPOCHS="${EPOCHS:-100}"
 BATCH="${BATCH:-32}"
 BLR="${BLR:-2e-4}"
 INPUT_SIZE="${INPUT_SIZE:-224}"
-NB_CLASSES="${NB_CLASSES:-2}"
+NB_CLASSES="${NB_CLASSES:-}"
 NUM_WORKERS="${NUM_WORKERS:-8}"
 EXTRA_ARGS="${EXTRA_ARGS:-}"
 
@@ -38,7 +38,7 @@ fi
 # drop path 0.1, label smoothing 0.2, no mixup/cutmix, EMA, AMP) with fewer
 # epochs, a short warmup and a faster EMA for ~3k frames (~25 steps per epoch).
 cmd=(torchrun --standalone --nproc_per_node="$GPUS" main_finetune.py
-    --model "$MODEL" --data_set RHEED --data_path "$DATA" --nb_classes "$NB_CLASSES"
+    --model "$MODEL" --data_set RHEED --data_path "$DATA"
     --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
     --epochs "$EPOCHS" --warmup_epochs 5 --batch_size "$BATCH" --blr "$BLR" --input_size "$INPUT_SIZE"
     --layer_decay_type single --layer_decay 0.9 --weight_decay 0.3 --drop_path 0.1
@@ -47,6 +47,7 @@ cmd=(torchrun --standalone --nproc_per_node="$GPUS" main_finetune.py
     --class_weights auto --best_metric macro_f1
     --num_workers "$NUM_WORKERS")
 if [ -n "$FINETUNE" ]; then cmd+=(--finetune "$FINETUNE"); fi
+if [ -n "$NB_CLASSES" ]; then cmd+=(--nb_classes "$NB_CLASSES"); fi
 # shellcheck disable=SC2206  # EXTRA_ARGS is split on spaces on purpose
 cmd+=($EXTRA_ARGS)
 

@@ -8,7 +8,7 @@
 #
 # Variables (default): MODEL (convnextv2_atto), DATA (data_rheed_split),
 # OUTPUT (outputs/finetune_cpu), FINETUNE (empty: from scratch), EPOCHS (5),
-# BATCH (16), BLR (2e-4), INPUT_SIZE (64), NB_CLASSES (2), NUM_WORKERS (2),
+# BATCH (16), BLR (2e-4), INPUT_SIZE (64), NB_CLASSES (empty: from the class folders), NUM_WORKERS (2),
 # WARMUP_EPOCHS (0), EXTRA_ARGS (appended as is), PYTHON (python), DRY_RUN=1 (print only).
 # GPUS is ignored.
 set -euo pipefail
@@ -23,7 +23,7 @@ EPOCHS="${EPOCHS:-5}"
 BATCH="${BATCH:-16}"
 BLR="${BLR:-2e-4}"
 INPUT_SIZE="${INPUT_SIZE:-64}"
-NB_CLASSES="${NB_CLASSES:-2}"
+NB_CLASSES="${NB_CLASSES:-}"
 NUM_WORKERS="${NUM_WORKERS:-2}"
 WARMUP_EPOCHS="${WARMUP_EPOCHS:-0}"
 EXTRA_ARGS="${EXTRA_ARGS:-}"
@@ -35,7 +35,7 @@ if [ -n "$FINETUNE" ] && [ ! -f "$FINETUNE" ]; then
 fi
 
 cmd=("$PYTHON" main_finetune.py --device cpu
-    --model "$MODEL" --data_set RHEED --data_path "$DATA" --nb_classes "$NB_CLASSES"
+    --model "$MODEL" --data_set RHEED --data_path "$DATA"
     --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
     --epochs "$EPOCHS" --warmup_epochs "$WARMUP_EPOCHS" --batch_size "$BATCH" --blr "$BLR"
     --input_size "$INPUT_SIZE"
@@ -44,6 +44,7 @@ cmd=("$PYTHON" main_finetune.py --device cpu
     --class_weights auto --best_metric macro_f1
     --num_workers "$NUM_WORKERS" --pin_mem false)
 if [ -n "$FINETUNE" ]; then cmd+=(--finetune "$FINETUNE"); fi
+if [ -n "$NB_CLASSES" ]; then cmd+=(--nb_classes "$NB_CLASSES"); fi
 # shellcheck disable=SC2206  # EXTRA_ARGS is split on spaces on purpose
 cmd+=($EXTRA_ARGS)
 

@@ -1,6 +1,4 @@
-import argparse
 import random
-import shutil
 
 import numpy as np
 import pytest

@@ -1,6 +1,7 @@
 """End-to-end runs of main_finetune.py on CPU with tiny generated data (atto, 64 px)."""
 import csv
 import json
+import re
 import time
 
 import pytest
@@ -26,7 +27,8 @@ def test_full_cpu_finetune(tiny_split, tmp_path):
                            "--model_ema", "true", "--model_ema_eval", "true", "--model_ema_decay", "0.9",
                            "--layer_decay", "0.9", "--warmup_epochs", "1", "--class_weights", "auto"], check=True)
     print(f"2-epoch CPU fine-tune wall time: {time.time() - start:.1f} s")
-    print("\n".join(ln for ln in proc.stdout.splitlines() if ln.startswith(("=====", "samples", "  "))))
+    print("\n".join(ln for ln in proc.stdout.splitlines()
+                    if ln.startswith(("=====", "samples")) or "precision" in ln or "confusion matrix" in ln))
 
     lines = [json.loads(ln) for ln in (out / "log.txt").read_text().splitlines()]
     assert [ln["epoch"] for ln in lines] == [0, 1]
@@ -68,6 +70,17 @@ def test_full_cpu_finetune(tiny_split, tmp_path):
         rows = list(csv.DictReader(f))
     accuracy = sum(r["label"] == r["pred"] for r in rows) / len(rows)
     assert accuracy == pytest.approx(report["accuracy"])
+
+    # --eval true on the best checkpoint reproduces the final report (in-process to save a start-up)
+    from main_finetune import get_args_parser, main
+    args = get_args_parser().parse_args([str(a) for a in BASE[1:]] + [
+        "--data_path", str(tiny_split), "--eval", "true", "--resume", str(out / "checkpoint-best.pth"),
+        "--output_dir", str(tmp_path / "eval")])
+    main(args)
+    again = json.loads((tmp_path / "eval" / "test_metrics.json").read_text())
+    assert again["confusion_matrix"] == report["confusion_matrix"]
+    assert again["macro_f1"] == pytest.approx(report["macro_f1"])
+    assert again["checkpoint_epoch"] == report["checkpoint_epoch"]
 
 
 @pytest.fixture(scope="module")
@@ -126,12 +139,8 @@ def mismatched_split(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("case", ["missing_data", "class_mismatch", "unknown_model", "other_arch",
-                                  "missing_finetune", "bad_bool"])
-def test_bad_inputs_one_line_error(case, tiny_split, mismatched_split, fcmae_checkpoint, tmp_path):
-    out = tmp_path / "out"
-    args = BASE + ["--data_path", tiny_split, "--epochs", "1", "--output_dir", out]
-    expected = {
+def bad_input_cases(tiny_split, mismatched_split, fcmae_checkpoint, tmp_path):
+    return {
         "missing_data": (["--data_path", tmp_path / "nope"], "--data_path not found"),
         "class_mismatch": (["--data_path", mismatched_split], "class folders differ"),
         "unknown_model": (["--model", "convnextv2_mega"], "choose from convnextv2_atto"),
@@ -139,10 +148,31 @@ def test_bad_inputs_one_line_error(case, tiny_split, mismatched_split, fcmae_che
         "missing_finetune": (["--finetune", tmp_path / "convnextv2_tiny_1k_224_fcmae.pt"], "download_weights.sh"),
         "bad_bool": (["--eval", "maybe"], "boolean value expected"),
     }
-    extra, message = expected[case]
-    proc = run_cli(args + extra)
+
+
+@pytest.mark.parametrize("case", ["unknown_model", "bad_bool", "class_mismatch"])
+def test_bad_inputs_cli_one_line_error(case, tiny_split, mismatched_split, fcmae_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    extra, message = bad_input_cases(tiny_split, mismatched_split, fcmae_checkpoint, tmp_path)[case]
+    proc = run_cli(BASE + ["--data_path", tiny_split, "--epochs", "1", "--output_dir", out] + extra)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     line = last_error_line(proc)
     assert "error: " in line and message in line, proc.stderr[-2000:]
     assert not out.exists()  # nothing written by a failed start
+
+
+@pytest.mark.parametrize("case", ["missing_data", "class_mismatch", "other_arch", "missing_finetune"])
+def test_bad_inputs_raise_user_error(case, tiny_split, mismatched_split, fcmae_checkpoint, tmp_path):
+    """The same checks in-process (main() raises UserError, which __main__ turns into `error: ...`, exit 1)."""
+    from main_finetune import get_args_parser, main
+    from rheed.errors import UserError
+
+    out = tmp_path / "out"
+    extra, message = bad_input_cases(tiny_split, mismatched_split, fcmae_checkpoint, tmp_path)[case]
+    args = get_args_parser().parse_args([str(a) for a in BASE[1:] + ["--data_path", tiny_split, "--epochs", "1",
+                                                                     "--output_dir", out] + extra])
+    with pytest.raises(UserError, match=re.escape(message)) as err:
+        main(args)
+    assert "\n" not in str(err.value)
+    assert not out.exists()

@@ -94,6 +94,7 @@ def test_frozen_parameters_skipped():
     assert all(p is not model.head.weight for g in groups for p in g['params'])
 
 
+@pytest.mark.filterwarnings('ignore:This overload of add')  # timm 0.3.2 Nadam/AdamP use an old torch overload
 @pytest.mark.parametrize('name', ['sgd', 'momentum', 'adamw', 'adam', 'nadam', 'radam', 'adamp', 'rmsproptf',
                                   'lookahead_adamw'])
 def test_optimizers_step(name):

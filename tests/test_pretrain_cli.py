@@ -13,6 +13,15 @@ BASE = ['main_pretrain.py', '--model', 'convnextv2_atto', '--input_size', '64', 
         '--batch_size', '4', '--num_workers', '0']
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process training runs single-threaded, like run_cli's OMP_NUM_THREADS=1 (CI shares 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def read_log(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -100,10 +109,19 @@ def test_refuses_val_and_test_frames(pretrain_data, tmp_path, sub):
         main_pretrain.resolve_pretrain_files(pretrain_data, unlabeled_data_path=data_path)
 
 
+def run_in_process(argv):
+    """main_pretrain.cli in this process; returns the SystemExit message (None on success)."""
+    try:
+        main_pretrain.cli([str(a) for a in argv])
+    except SystemExit as e:
+        return e.code
+    return None
+
+
 def test_refusal_from_cli(pretrain_data, tmp_path):
-    proc = run_cli(BASE + ['--epochs', '1', '--data_path', pretrain_data / 'val', '--output_dir', tmp_path / 'o'])
-    assert proc.returncode == 1
-    assert proc.stderr.strip().startswith('error: refusing to pre-train on held-out frames')
+    code = run_in_process(BASE[1:] + ['--epochs', '1', '--data_path', pretrain_data / 'val',
+                                      '--output_dir', tmp_path / 'o'])
+    assert code.startswith('error: refusing to pre-train on held-out frames')
 
 
 def test_flat_folder_and_unlabeled_frames(pretrain_data, tmp_path):
@@ -120,14 +138,38 @@ def test_flat_folder_and_unlabeled_frames(pretrain_data, tmp_path):
         main_pretrain.resolve_pretrain_files(empty)
 
 
-def test_corrupt_frame_refused_then_skipped(pretrain_data, tmp_path):
+def test_corrupt_frame_refused_then_skipped(pretrain_data, tmp_path, capsys):
     data = tmp_path / 'data'
     shutil.copytree(pretrain_data / 'train', data / 'train')
     (data / 'train' / 'rough' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\x00' * 20)
-    args = BASE + ['--epochs', '1', '--data_path', data, '--output_dir', tmp_path / 'o']
-    proc = run_cli(args)
-    assert proc.returncode == 1 and 'broken.png' in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith('error: ') and '--skip_corrupt' in proc.stderr
-    proc = run_cli(args + ['--skip_corrupt', 'true', '--save_ckpt', 'false'])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'Pre-training on 12 images' in proc.stdout
+    args = BASE[1:] + ['--epochs', '1', '--data_path', data, '--output_dir', tmp_path / 'o']
+    code = run_in_process(args)
+    assert code.startswith('error: ') and '--skip_corrupt' in code
+    assert 'broken.png' in capsys.readouterr().err
+    assert run_in_process(args + ['--skip_corrupt', 'true']) is None
+    out = capsys.readouterr()
+    assert 'broken.png' in out.err and 'Pre-training on 12 images' in out.out
+    assert len(read_log(tmp_path / 'o' / 'log.txt')) == 1
+
+
+def test_submitit_help_and_requeue_resumes_written_checkpoint(tmp_path, monkeypatch, capsys):
+    import submitit_pretrain
+
+    monkeypatch.setattr('sys.argv', ['submitit_pretrain.py', '-h'])
+    with pytest.raises(SystemExit) as exc:
+        submitit_pretrain.main()
+    assert exc.value.code == 0
+    help_text = capsys.readouterr().out
+    assert '--ngpus' in help_text and '--job_dir' in help_text and '--norm_pix_loss' in help_text
+
+    out = tmp_path / 'job'
+    out.mkdir()
+    args = main_pretrain.get_args_parser().parse_args(['--output_dir', str(out), '--resume', 'first.pth'])
+    args.job_dir = str(out)
+    trainer = submitit_pretrain.Trainer(args, 'main_pretrain')
+    assert trainer.checkpoint().function.args.resume == 'first.pth'  # nothing written yet: keep --resume
+    (out / 'checkpoint-3.pth').write_bytes(b'x')
+    requeued = trainer.checkpoint().function
+    assert isinstance(requeued, submitit_pretrain.Trainer)
+    assert requeued.args.resume == '' and requeued.args.auto_resume is True
+    assert requeued.args.dist_url.startswith('file://' + str(out))

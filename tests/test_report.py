@@ -1,5 +1,6 @@
 """make_report on a fake fine-tuning run directory written by the test (formats of the project contract)."""
 import csv
+import importlib.util
 import json
 from pathlib import Path
 
@@ -19,6 +20,14 @@ FINETUNE_FILES = [
     "fine_class_breakdown.csv", "fine_class_breakdown.png", "fine_class_breakdown.pdf",
     "wrong_test_frames.png", "wrong_test_frames.pdf",
 ]
+
+
+def report_cli(argv):
+    """scripts/make_report.py's main() in this process (sys.exit(message) on errors, as from the shell)."""
+    spec = importlib.util.spec_from_file_location("make_report_script", REPO / "scripts" / "make_report.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main([str(a) for a in argv])
 
 
 def write_predictions(path: Path, files: list[Path], labels: np.ndarray, probs: np.ndarray) -> None:
@@ -160,12 +169,12 @@ def test_pretraining_run_gets_loss_and_lr_curves(tmp_path):
 def test_missing_files_give_one_line_errors(tmp_path):
     run = make_fake_run(tmp_path)
     (run / "predictions_test.csv").unlink()
-    proc = run_cli(["scripts/make_report.py", run])
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [f"error: {run} lacks predictions_test.csv (written by main_finetune.py "
-                                                "when training ends)"]
-    proc = run_cli(["scripts/make_report.py", tmp_path / "nowhere"])
-    assert proc.returncode == 1 and proc.stderr.startswith("error: run directory not found")
+    with pytest.raises(SystemExit) as exit_info:
+        report_cli([run])
+    assert exit_info.value.code == f"error: {run} lacks predictions_test.csv (written by main_finetune.py when training ends)"
+    with pytest.raises(SystemExit) as exit_info:
+        report_cli([tmp_path / "nowhere"])
+    assert exit_info.value.code == f"error: run directory not found: {tmp_path / 'nowhere'}"
 
 
 def test_explicit_manifest_must_exist(tmp_path):

@@ -1,9 +1,11 @@
 import argparse
 import math
 import os
+import random
 import socket
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -204,14 +206,15 @@ def test_resume_from_best_refused_unless_eval(tmp_path):
 
 def test_rng_state_restored(tmp_path):
     args = ckpt_args(tmp_path)
-    torch.manual_seed(123)
     save(args, 0)
-    # make_state consumed random numbers after seeding; the checkpoint holds the state after that
-    expected = torch.rand(3)
-    torch.manual_seed(999)
+    # the checkpoint holds the RNG states of the moment it was written
+    expected = (torch.rand(3), np.random.rand(), random.random())
+    np.random.seed(5)
+    random.seed(5)
     model, optimizer, scaler = make_state(seed=7)
     utils.auto_load_model(args, model, model, optimizer, scaler)
-    assert torch.equal(torch.rand(3), expected)
+    assert torch.equal(torch.rand(3), expected[0])
+    assert (np.random.rand(), random.random()) == expected[1:]
 
 
 # --- gradient step ---------------------------------------------------------------------------------------

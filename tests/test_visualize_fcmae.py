@@ -1,16 +1,25 @@
 """visualize_fcmae on a tiny FCMAE checkpoint saved in the project's checkpoint format."""
 import csv
+import importlib.util
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli, write_pattern_image
+from conftest import REPO, write_pattern_image
 from models import fcmae
 from rheed.errors import UserError
 from rheed.fcmae_viz import build_input_transform, frame_metrics, load_fcmae, random_mask, reconstruct
 
 SIZE = 64
+
+
+def visualize_cli(argv):
+    """scripts/visualize_fcmae.py's main() in this process (a subprocess would re-import torch)."""
+    spec = importlib.util.spec_from_file_location("visualize_script", REPO / "scripts" / "visualize_fcmae.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main([str(a) for a in argv])
 
 
 def tiny_fcmae(norm_pix_loss: bool) -> torch.nn.Module:
@@ -87,8 +96,7 @@ def test_cli_writes_figure_and_csv(tmp_path):
     ckpt = save_checkpoint(tmp_path / "checkpoint-1.pth", tiny_fcmae(True))
     images = frames(tmp_path)
     out = tmp_path / "viz"
-    run_cli(["scripts/visualize_fcmae.py", "--checkpoint", ckpt, "--images", *images, "--out", out, "--dpi", 60],
-            check=True)
+    visualize_cli(["--checkpoint", ckpt, "--images", *images, "--out", out, "--dpi", 60])
     for name in ("fcmae_reconstruction.png", "fcmae_reconstruction.pdf", "fcmae_reconstruction.csv"):
         assert (out / name).stat().st_size > 0
     with open(out / "fcmae_reconstruction.csv") as f:
@@ -105,5 +113,6 @@ def test_rejects_a_finetune_checkpoint_and_missing_images(tmp_path):
                 "epoch": 0, "class_names": ["rough", "smooth"]}, ckpt)
     with pytest.raises(UserError, match="not an FCMAE pre-training checkpoint"):
         load_fcmae(ckpt)
-    proc = run_cli(["scripts/visualize_fcmae.py", "--checkpoint", ckpt, "--images", tmp_path / "none.png"])
-    assert proc.returncode == 1 and proc.stderr.strip() == f"error: image(s) not found: {tmp_path / 'none.png'}"
+    with pytest.raises(SystemExit) as exit_info:
+        visualize_cli(["--checkpoint", ckpt, "--images", tmp_path / "none.png"])
+    assert exit_info.value.code == f"error: image(s) not found: {tmp_path / 'none.png'}"

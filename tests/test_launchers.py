@@ -1,0 +1,149 @@
+"""Launchers: the command each one prints must parse with its target's own argument parser."""
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO
+
+import main_finetune  # noqa: E402  (conftest puts the repo on sys.path)
+import main_pretrain  # noqa: E402
+
+OVERRIDES = {"GPUS": "2", "MODEL": "convnextv2_tiny", "DATA": "my_split", "OUTPUT": "outputs/x",
+             "EPOCHS": "7", "BATCH": "8", "BLR": "3e-4", "INPUT_SIZE": "96", "EXTRA_ARGS": "--seed 5 --save_ckpt_num 2"}
+
+
+def launch(script: str, env=None, args=(), cwd=REPO):
+    full_env = {k: v for k, v in os.environ.items() if k not in OVERRIDES and k != "FINETUNE"}
+    full_env.update(env or {})
+    return subprocess.run(["bash", str(REPO / "scripts" / script), *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def printed_command(stdout: str) -> list:
+    lines = [line[2:] for line in stdout.splitlines() if line.startswith("+ ")]
+    assert len(lines) == 1, stdout
+    return shlex.split(lines[0])
+
+
+def parse_target(words: list, script: str):
+    """Arguments after `script` in the printed command, parsed by that script's parser (exit 2 on unknown flags)."""
+    parser = {"main_finetune.py": main_finetune, "main_pretrain.py": main_pretrain}[script].get_args_parser()
+    return parser.parse_args(words[words.index(script) + 1:])
+
+
+def test_finetune_gpu_defaults_parse_and_follow_the_recipe():
+    proc = launch("run_finetune_balanced_gpu.sh", env={"DRY_RUN": "1"})
+    assert proc.returncode == 0, proc.stderr
+    words = printed_command(proc.stdout)
+    assert words[:3] == ["torchrun", "--standalone", "--nproc_per_node=4"]
+    args = parse_target(words, "main_finetune.py")
+    assert args.model == "convnextv2_atto" and args.data_set == "RHEED" and args.data_path == "data_rheed_split"
+    assert args.class_weights == "auto" and args.best_metric == "macro_f1"
+    assert (args.blr, args.layer_decay, args.weight_decay, args.drop_path, args.smoothing) == (2e-4, 0.9, 0.3, 0.1, 0.2)
+    assert (args.mixup, args.cutmix) == (0, 0)
+    assert args.model_ema and args.model_ema_eval and args.use_amp
+    assert args.epochs == 100 and args.input_size == 224
+    assert args.finetune == "weights/convnextv2_atto_1k_224_fcmae.pt"
+    assert args.test_data_path is None  # RHEED: <data_path>/test is evaluated at the end
+    # the default weights are not here: the dry run warns, naming the download script
+    assert "scripts/download_weights.sh" in proc.stderr
+
+
+def test_finetune_gpu_overrides(tmp_path):
+    ckpt = tmp_path / "pre.pth"
+    ckpt.write_bytes(b"x")
+    proc = launch("run_finetune_balanced_gpu.sh", env={"DRY_RUN": "1", "FINETUNE": str(ckpt), **OVERRIDES})
+    assert proc.returncode == 0 and proc.stderr == ""
+    words = printed_command(proc.stdout)
+    assert words[2] == "--nproc_per_node=2"
+    args = parse_target(words, "main_finetune.py")
+    assert (args.model, args.data_path, args.output_dir, args.epochs, args.batch_size, args.blr, args.input_size) \
+        == ("convnextv2_tiny", "my_split", "outputs/x", 7, 8, 3e-4, 96)
+    assert args.finetune == str(ckpt) and args.seed == 5 and args.save_ckpt_num == 2
+    assert args.log_dir == "outputs/x/tensorboard"
+
+
+def test_finetune_gpu_from_scratch_has_no_finetune_flag():
+    proc = launch("run_finetune_balanced_gpu.sh", env={"DRY_RUN": "1", "FINETUNE": ""})
+    words = printed_command(proc.stdout)
+    assert "--finetune" not in words and parse_target(words, "main_finetune.py").finetune == ""
+
+
+@pytest.mark.parametrize("script", ["run_finetune_balanced_gpu.sh", "run_finetune_cpu.sh"])
+def test_missing_finetune_file_is_a_clear_error(script, tmp_path):
+    proc = launch(script, env={"FINETUNE": str(tmp_path / "nope.pt"), "OUTPUT": str(tmp_path / "out")})
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: FINETUNE=") and "bash scripts/download_weights.sh" in proc.stderr
+    assert proc.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_pretrain_gpu_reads_train_and_unlabeled_only():
+    proc = launch("run_pretrain_gpu.sh", env={"DRY_RUN": "1", **OVERRIDES, "UNLABELED": "/data/extra frames"})
+    assert proc.returncode == 0, proc.stderr
+    words = printed_command(proc.stdout)
+    assert words[:3] == ["torchrun", "--standalone", "--nproc_per_node=2"]
+    args = parse_target(words, "main_pretrain.py")
+    assert (args.model, args.data_path, args.epochs, args.batch_size, args.blr, args.input_size) \
+        == ("convnextv2_tiny", "my_split", 7, 8, 3e-4, 96)
+    assert args.unlabeled_data_path == "/data/extra frames" and args.mask_ratio == 0.6
+    assert not any("val" in w or "test" in w for w in words)
+
+
+def test_pretrain_gpu_defaults_and_missing_data(tmp_path):
+    proc = launch("run_pretrain_gpu.sh", env={"DRY_RUN": "1"})
+    args = parse_target(printed_command(proc.stdout), "main_pretrain.py")
+    assert (args.model, args.epochs, args.warmup_epochs, args.blr, args.unlabeled_data_path) \
+        == ("convnextv2_atto", 400, 40, 1.5e-4, None)
+    proc = launch("run_pretrain_gpu.sh", env={"DATA": str(tmp_path)})
+    assert proc.returncode == 1 and "train not found" in proc.stderr
+
+
+def test_finetune_cpu_command_parses():
+    proc = launch("run_finetune_cpu.sh", env={"DRY_RUN": "1", **OVERRIDES, "PYTHON": "python3"})
+    assert proc.returncode == 0, proc.stderr
+    words = printed_command(proc.stdout)
+    assert words[:2] == ["python3", "main_finetune.py"]
+    args = parse_target(words, "main_finetune.py")
+    assert args.device == "cpu" and args.use_amp is False and args.pin_mem is False
+    assert (args.model, args.epochs, args.batch_size, args.input_size, args.finetune) \
+        == ("convnextv2_tiny", 7, 8, 96, "")
+    assert args.class_weights == "auto" and args.best_metric == "macro_f1"
+
+
+def test_download_weights_help_and_dry_run_need_no_network():
+    proc = launch("download_weights.sh", args=["--help"])
+    assert proc.returncode == 0 and "SIZE: atto femto pico nano tiny base large huge" in proc.stdout
+    proc = launch("download_weights.sh", args=["--dry-run", "atto", "tiny"])
+    assert proc.returncode == 0, proc.stderr
+    base = "https://dl.fbaipublicfiles.com/convnext/convnextv2"
+    for size in ("atto", "tiny"):
+        assert f"{base}/pt_only/convnextv2_{size}_1k_224_fcmae.pt -> weights/convnextv2_{size}_1k_224_fcmae.pt" \
+            in proc.stdout
+        assert f"{base}/im1k/convnextv2_{size}_1k_224_ema.pt -> weights/convnextv2_{size}_1k_224_ema.pt" \
+            in proc.stdout
+    proc = launch("download_weights.sh", args=["giant"])
+    assert proc.returncode == 1 and "unknown size 'giant'" in proc.stderr
+
+
+def test_download_weights_verifies_files_already_present(tmp_path):
+    """With both files in place nothing is downloaded; each must load into the classifier."""
+    import timm_compat  # noqa: F401
+    from models import convnextv2, fcmae
+
+    torch.save({"model": fcmae.convnextv2_atto().state_dict()}, tmp_path / "convnextv2_atto_1k_224_fcmae.pt")
+    torch.save({"model": convnextv2.convnextv2_atto(num_classes=1000).state_dict()},
+               tmp_path / "convnextv2_atto_1k_224_ema.pt")
+    env = {"WEIGHTS_DIR": str(tmp_path), "PYTHON": sys.executable}
+    proc = launch("download_weights.sh", env=env, args=["atto"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("exists: ") == 2 and proc.stdout.count("OK ") == 2
+    # a checkpoint of another size is rejected
+    torch.save({"model": convnextv2.convnextv2_femto(num_classes=1000).state_dict()},
+               tmp_path / "convnextv2_atto_1k_224_ema.pt")
+    proc = launch("download_weights.sh", env=env, args=["atto"])
+    assert proc.returncode == 1 and "error: " in proc.stderr and "does not fit the model" in proc.stderr

@@ -1,0 +1,218 @@
+"""Synthetic RHEED generator: counts, names, determinism, physics-shaped statistics, TIFF, CLI."""
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+from sklearn.metrics import roc_auc_score
+
+from conftest import REPO, run_cli
+from rheed import synthetic as S
+from rheed.errors import UserError
+
+SCRIPT = REPO / "scripts" / "make_synthetic_rheed.py"
+NAME_RE = re.compile(r"^(seq\d{3})_(\d{6})\.(png|tif)$")
+W, H = 128, 96
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("syn") / "data_rheed"
+    S.generate_dataset(out, scale=0.05, sequences=8, seed=0, width=W, height=H)
+    return out
+
+
+def load_frames(root: Path) -> dict:
+    """{class: [(sequence, frame, uint8 array)]} sorted by sequence and frame."""
+    frames = {}
+    for cls in S.CLASS_NAMES:
+        items = []
+        for f in sorted((root / cls).iterdir()):
+            m = NAME_RE.match(f.name)
+            assert m, f"unexpected file name {f.name}"
+            items.append((m.group(1), int(m.group(2)), np.asarray(Image.open(f))))
+        frames[cls] = items
+    return frames
+
+
+def streak_statistic(img: np.ndarray) -> float:
+    """log ratio of horizontal to vertical gradient energy above the horizon: streaks >> 0, spots ~ 0."""
+    g = gaussian_filter(img.astype(np.float32), 1.0)
+    h = (g - gaussian_filter(g, 6))[: int(0.7 * g.shape[0])]
+    gx = np.diff(h, axis=1)[:-1, :]
+    gy = np.diff(h, axis=0)[:, :-1]
+    return float(np.log((gx ** 2).mean() / (gy ** 2).mean()))
+
+
+def test_plan_follows_real_proportions():
+    for scale, expected in ((1.0, (2003, 567, 671)), (0.1, (200, 57, 67)), (0.05, (100, 28, 34))):
+        plans = S.plan_runs(scale)
+        layer = sum(p.n_smooth for p in plans if p.kind == "layer")
+        smooth = sum(p.n_smooth for p in plans if p.kind == "island")
+        rough = sum(p.n_rough for p in plans if p.kind == "island")
+        assert (layer, smooth, rough) == expected
+    tiny = S.plan_runs(0.004, sequences=10)  # 8 / 2 / 3 frames: island runs are capped at 2
+    islands = [p for p in tiny if p.kind == "island"]
+    assert len(islands) == 2 and all(p.n_smooth >= 1 and p.n_rough >= 1 for p in islands)
+    with pytest.raises(UserError, match="scale"):
+        S.plan_runs(0.0)
+
+
+def test_files_names_and_sequences(dataset):
+    frames = load_frames(dataset)
+    assert {c: len(v) for c, v in frames.items()} == {"layer_smooth": 100, "island_smooth": 28, "island_rough": 34}
+    assert frames["layer_smooth"][0][2].shape == (H, W) and frames["layer_smooth"][0][2].dtype == np.uint8
+
+    layer_ids = {s for s, _, _ in frames["layer_smooth"]}
+    smooth = {}
+    rough = {}
+    for s, f, _ in frames["island_smooth"]:
+        smooth.setdefault(s, []).append(f)
+    for s, f, _ in frames["island_rough"]:
+        rough.setdefault(s, []).append(f)
+    assert len(layer_ids) == 8 and len(smooth) == 8
+    assert set(smooth) == set(rough) and not layer_ids & set(smooth)
+    for s in smooth:
+        run = sorted(smooth[s]) + sorted(rough[s])
+        assert run == list(range(len(run))), "frames of a run must be consecutive, smooth before rough"
+    for s in layer_ids:
+        nums = sorted(f for q, f, _ in frames["layer_smooth"] if q == s)
+        assert nums == list(range(len(nums)))
+
+    rows = (dataset / "synthetic_frames.csv").read_text().splitlines()
+    assert rows[0] == "file,fine_class,sequence,frame,progress" and len(rows) == 1 + 162
+    progress = {r.split(",")[1]: [] for r in rows[1:]}
+    for r in rows[1:]:
+        progress[r.split(",")[1]].append(float(r.split(",")[4]))
+    assert max(progress["island_smooth"]) < S.ROUGH_THRESHOLD <= min(progress["island_rough"])
+
+
+def test_deterministic_for_seed(tmp_path):
+    def write(name, seed):
+        out = tmp_path / name
+        S.generate_dataset(out, scale=0.005, sequences=2, seed=seed, width=64, height=48)
+        return {str(f.relative_to(out)): f.read_bytes() for f in sorted(out.rglob("*.png"))}
+
+    a, b, c = write("a", 0), write("b", 0), write("c", 1)
+    assert len(a) == 10 + 3 + 3
+    assert a == b
+    assert a.keys() == c.keys() and all(a[k] != c[k] for k in a)
+
+
+def test_classes_differ_by_streak_statistic_not_by_brightness(dataset):
+    frames = load_frames(dataset)
+    stat = {c: np.array([streak_statistic(img) for _, _, img in v]) for c, v in frames.items()}
+    mean = {c: np.array([img.mean() for _, _, img in v]) for c, v in frames.items()}
+    # layer frames are vertical streaks, rough frames spot grids, early islands in between
+    assert np.median(stat["layer_smooth"]) > 1.2
+    assert np.median(stat["island_rough"]) < 0.7
+    assert np.median(stat["layer_smooth"]) > np.median(stat["island_smooth"]) > np.median(stat["island_rough"])
+    threshold = 1.0
+    assert (stat["layer_smooth"] > threshold).mean() > 0.9
+    assert (stat["island_rough"] < threshold).mean() > 0.9
+
+    is_rough = np.r_[np.zeros(100 + 28), np.ones(34)]
+    auc_stat = roc_auc_score(is_rough, -np.r_[stat["layer_smooth"], stat["island_smooth"], stat["island_rough"]])
+    auc_mean = roc_auc_score(is_rough, np.r_[mean["layer_smooth"], mean["island_smooth"], mean["island_rough"]])
+    assert auc_stat > 0.9
+    assert 0.25 < auc_mean < 0.8, f"mean brightness separates the classes too well (AUC {auc_mean:.2f})"
+
+
+def test_brightness_varies_between_and_within_sequences(dataset):
+    frames = load_frames(dataset)
+    per_seq = {}
+    for s, _, img in frames["layer_smooth"]:
+        per_seq.setdefault(s, []).append(img.mean())
+    seq_means = np.array([np.mean(v) for v in per_seq.values()])
+    assert seq_means.max() / seq_means.min() > 1.5
+    # beam drift and growth oscillations: brightness changes along every run
+    assert all(np.std(v) / np.mean(v) > 0.01 for v in per_seq.values())
+
+
+def test_frame_geometry_symmetry_shadow_and_oscillation():
+    rng = np.random.default_rng(7)
+    p = S.random_params(rng, 200, 150, run_frames=100)
+    p = dataclasses.replace(p, x0=(p.width - 1) / 2, rotation=0.0, lr_asym=0.0, drift=(), drift_trend=0.0,
+                            osc_decay=1e9)
+    img = S.render_clean(p, 0.05, t=0.0)
+
+    def corr(a, b):
+        return np.corrcoef(a.ravel(), b.ravel())[0, 1]
+
+    assert corr(img, img[:, ::-1]) > 0.99          # left-right symmetric about the specular spot
+    assert corr(img, img[::-1, :]) < 0.8           # but not up-down
+    horizon = int(p.y_shadow)
+    assert img[horizon + 6:].mean() < 0.2 * img[horizon - 40:horizon - 2].mean()   # dark shadow edge
+
+    spec_row, spec_col = int(round(p.y_shadow - p.laue_radius)), int(round(p.x0))
+    def spec(t):
+        return S.render_clean(p, 0.05, t=t)[spec_row - 2:spec_row + 3, spec_col - 2:spec_col + 3].mean()
+    values = np.array([spec(t) for t in np.linspace(0, p.ml_period, 9)])
+    assert values.max() / values.min() > 1.2                          # monolayer oscillation
+    assert abs(values[0] - values[-1]) < 0.05 * (values.max() - values.min()) + 1e-6   # with its period
+
+
+def test_render_frame_noise_and_range():
+    rng = np.random.default_rng(3)
+    p = S.random_params(rng, 96, 72)
+    a = S.render_frame(p, 0.3, np.random.default_rng(1))
+    b = S.render_frame(p, 0.3, np.random.default_rng(1))
+    c = S.render_frame(p, 0.3, np.random.default_rng(2))
+    assert a.dtype == np.float32 and a.shape == (72, 96)
+    assert 0.0 <= a.min() and a.max() <= 1.0
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_make_growth_run_has_known_transition():
+    progress = S.island_progress(10, 4)
+    assert np.all(np.diff(progress) > 0)
+    assert np.all(progress[:4] < S.ROUGH_THRESHOLD) and np.all(progress[4:] >= S.ROUGH_THRESHOLD)
+    frames = S.make_growth_run(10, 4, size=(W, H), seed=5)
+    assert len(frames) == 10 and frames[0].shape == (H, W) and frames[0].dtype == np.uint8
+    assert streak_statistic(frames[0]) > streak_statistic(frames[-1]) + 0.5
+    with pytest.raises(ValueError):
+        S.make_growth_run(5, 6, size=(W, H))
+
+
+def test_tiff16_keeps_dynamic_range(tmp_path):
+    out = tmp_path / "tif"
+    S.generate_dataset(out, scale=0.005, sequences=2, seed=0, tiff16=True, width=96, height=72)
+    files = sorted(out.rglob("*.tif"))
+    assert len(files) == 16 and not list(out.rglob("*.png"))
+    for f in files:
+        arr = tifffile.imread(f)
+        assert arr.dtype == np.uint16 and arr.shape == (72, 96)
+        assert arr.max() > 1000                       # well beyond 8 bits
+        assert (arr >= 4095).mean() < 0.002           # 12-bit camera range, not saturated
+
+
+def test_cli_writes_and_refuses_non_empty_output(tmp_path):
+    out = tmp_path / "data_rheed"
+    args = [SCRIPT, "--out", out, "--scale", "0.005", "--sequences", "2", "--width", "64", "--height", "48"]
+    proc = run_cli(args, check=True)
+    assert "wrote 16 frames in 4 sequences" in proc.stdout
+    assert len(list((out / "layer_smooth").glob("seq*_*.png"))) == 10
+    before = {f: f.read_bytes() for f in out.rglob("*.png")}
+
+    proc = run_cli(args + ["--seed", "1"])
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error: ") and "not empty" in proc.stderr
+    assert before == {f: f.read_bytes() for f in out.rglob("*.png")}
+
+    keep = out / "layer_smooth" / "my_notes.txt"
+    keep.write_text("user file")
+    run_cli(args + ["--seed", "1", "--overwrite"], check=True)
+    assert keep.read_text() == "user file"
+    after = {f: f.read_bytes() for f in out.rglob("*.png")}
+    assert after.keys() == before.keys() and after != before
+
+    not_a_dir = tmp_path / "file.txt"
+    not_a_dir.write_text("x")
+    proc = run_cli([SCRIPT, "--out", not_a_dir, "--scale", "0.005"])
+    assert proc.returncode == 1 and proc.stderr.startswith("error: ")
+    proc = run_cli([SCRIPT, "--out", tmp_path / "new", "--scale", "0"])
+    assert proc.returncode == 1 and "--scale" in proc.stderr
