@@ -106,24 +106,23 @@ def main(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     info = machine_info()
-    results = [bench_model(m, args.input_size, args.batch_sizes, args.warmup, args.repeats) for m in args.models]
-    pre_ms = bench_preprocess(args.input_size, args.warmup, args.repeats)
-
     print(f"Machine: {info['cpu']}, {info['logical_cores']} logical cores, torch {info['torch']} "
           f"({info['torch_threads']} threads), Python {info['python']}, {info['os']}")
-    print(f"Load average before/while measuring (1, 5, 15 min): {info['load_average_1_5_15']} -> "
-          f"{[round(v, 2) for v in os.getloadavg()]}")
+    print(f"Load average at start (1, 5, 15 min): {info['load_average_1_5_15']}")
     print(f"Input {args.input_size} x {args.input_size}, warm-up {args.warmup}, median of {args.repeats} passes, "
           f"torch.inference_mode, float32\n")
-    header = "| model | params (M) | " + " | ".join(
-        f"batch {bs}: ms/frame | batch {bs}: frames/s | batch {bs}: CPU ms/frame" for bs in args.batch_sizes) + " |"
-    print(header)
-    print("|" + "---|" * (2 + 3 * len(args.batch_sizes)))
-    for r in results:
+    print("| model | params (M) | " + " | ".join(
+        f"batch {bs}: ms/frame | batch {bs}: frames/s | batch {bs}: CPU ms/frame" for bs in args.batch_sizes) + " |")
+    print("|" + "---|" * (2 + 3 * len(args.batch_sizes)), flush=True)
+    for name in args.models:
+        r = bench_model(name, args.input_size, args.batch_sizes, args.warmup, args.repeats)
         cells = [f"{r['ms_per_frame'][bs]:.1f} | {r['frames_per_s'][bs]:.1f} | {r['cpu_ms_per_frame'][bs]:.1f}"
                  for bs in args.batch_sizes]
-        print(f"| {r['model']} | {r['params_m']:.1f} | " + " | ".join(cells) + " |")
+        print(f"| {r['model']} | {r['params_m']:.1f} | " + " | ".join(cells) + " |", flush=True)
+    pre_ms = bench_preprocess(args.input_size, args.warmup, args.repeats)
     print(f"\nPreprocessing (656 x 492 PNG -> {args.input_size} px tensor): {pre_ms:.1f} ms/frame")
+    if hasattr(os, "getloadavg"):
+        print(f"Load average at the end (1, 5, 15 min): {[round(v, 2) for v in os.getloadavg()]}")
 
 
 if __name__ == "__main__":

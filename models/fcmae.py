@@ -11,9 +11,6 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-import timm_compat  # noqa: F401
-from timm.models.layers import trunc_normal_
-
 from .convnextv2 import Block, build_downsample_layers, build_stages, init_weights
 
 MODEL_NAMES = (

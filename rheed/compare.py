@@ -164,7 +164,8 @@ def plot_val_f1(groups: dict[str, list[Run]], labels: Labels):
             std = values.std(axis=0, ddof=1)
             ax.fill_between(epochs, mean - std, mean + std, color=style["color"], alpha=0.15, linewidth=0)
     several = any(len(runs) > 1 for runs in groups.values())
-    ax.set(xlabel=labels("epoch"), ylabel=labels("compare_f1"), title=labels("compare_title" if several else "compare_f1"))
+    ax.set(xlabel=labels("epoch"), ylabel=labels("compare_f1"),
+           title=labels("compare_title" if several else "compare_f1"))
     integer_ticks(ax)
     ax.legend(loc="lower right")
     return fig

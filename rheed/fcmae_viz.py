@@ -186,7 +186,7 @@ def plot_reconstructions(panels: Panels, names: Sequence[str], metrics: list[dic
     return fig
 
 
-def _short(name: str, width: int = 28) -> str:
+def _short(name: str, width: int = 34) -> str:
     return name if len(name) <= width else "..." + name[-(width - 3):]
 
 

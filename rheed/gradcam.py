@@ -121,7 +121,7 @@ def plot_gradcam(frames: np.ndarray, maps: np.ndarray, classes: np.ndarray, prob
     return fig
 
 
-def _short(name: str, width: int = 28) -> str:
+def _short(name: str, width: int = 34) -> str:
     return name if len(name) <= width else "..." + name[-(width - 3):]
 
 

@@ -76,7 +76,8 @@ def read_predictions(path: Path, class_names: list[str]) -> Predictions:
             paths=[r["path"] for r in rows],
             labels=np.array([int(r["label"]) for r in rows], dtype=np.int64),
             preds=np.array([int(r["pred"]) for r in rows], dtype=np.int64),
-            probs=np.array([[float(r[c]) for c in expected] for r in rows], dtype=np.float64).reshape(-1, len(expected)),
+            probs=np.array([[float(r[c]) for c in expected] for r in rows],
+                           dtype=np.float64).reshape(-1, len(expected)),
             class_names=list(class_names),
         )
     except ValueError as e:

@@ -27,13 +27,15 @@ def fake_run(root: Path, name: str, accuracy: float, macro_f1: float, classes=("
     run.mkdir(parents=True)
     per_class = {c: {"precision": accuracy - 0.01 * i, "recall": accuracy + 0.01 * i, "f1": macro_f1 + 0.02 * (i - 0.5),
                      "support": 10} for i, c in enumerate(classes)}
-    metrics = {"num_samples": 20, "class_names": list(classes), "accuracy": accuracy, "balanced_accuracy": accuracy - 0.02,
+    metrics = {"num_samples": 20, "class_names": list(classes), "accuracy": accuracy,
+               "balanced_accuracy": accuracy - 0.02,
                "macro_f1": macro_f1, "per_class": per_class, "confusion_matrix": [[5, 5], [5, 5]],
                "roc_auc": accuracy + 0.05, "checkpoint_epoch": epochs - 1, "best_metric": "macro_f1"}
     (run / "test_metrics.json").write_text(json.dumps(metrics))
     with open(run / "log.txt", "w") as f:
         for e in range(epochs):
-            f.write(json.dumps({"epoch": e, "train_loss": 1.0 / (e + 1), "test_macro_f1": macro_f1 * (e + 1) / epochs}) + "\n")
+            row = {"epoch": e, "train_loss": 1.0 / (e + 1), "test_macro_f1": macro_f1 * (e + 1) / epochs}
+            f.write(json.dumps(row) + "\n")
     return run
 
 
@@ -45,7 +47,8 @@ def read_rows(path: Path) -> dict[str, dict]:
 def test_mean_and_sample_std_over_seeds(tmp_path):
     fcmae = [fake_run(tmp_path, f"fcmae120_seed{s}", acc, f1) for s, (acc, f1) in
              enumerate([(0.90, 0.88), (0.92, 0.91), (0.94, 0.91)])]
-    imagenet = [fake_run(tmp_path, f"imagenet_seed{s}", acc, f1) for s, (acc, f1) in enumerate([(0.84, 0.83), (0.83, 0.82)])]
+    imagenet = [fake_run(tmp_path, f"imagenet_seed{s}", acc, f1) for s, (acc, f1) in
+                enumerate([(0.84, 0.83), (0.83, 0.82)])]
     single = fake_run(tmp_path, "scratch", 0.80, 0.79)
     out = tmp_path / "cmp"
     compare_cli([*fcmae, *imagenet, single, "--group-by", r"(.*)_seed\d+", "--out", out, "--dpi", 60])

@@ -29,6 +29,15 @@ def randomize_(model, seed=0):
                 p.copy_(0.05 * noise)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    # tiny tensors: intra-op threads only add overhead, and stall badly when the CPU is shared
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def atto():
     torch.manual_seed(0)

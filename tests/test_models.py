@@ -21,6 +21,15 @@ SIZES = {  # UPSTREAM_FACTS 3.1: constructor -> (depths, dims, params with a 100
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    # tiny tensors: intra-op threads only add overhead, and stall badly when the CPU is shared
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def expected_keys(depths, dims, in_chans=3, num_classes=1000):
     """The dense state_dict table of UPSTREAM_FACTS 3.8, in order."""
     D = dims

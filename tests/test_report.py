@@ -36,7 +36,8 @@ def write_predictions(path: Path, files: list[Path], labels: np.ndarray, probs: 
         writer.writerow(["path", "label", "pred", "label_name", "pred_name"] + [f"prob_{c}" for c in CLASSES])
         for file, label, p in zip(files, labels, probs):
             pred = int(p.argmax())
-            writer.writerow([str(file.resolve()), int(label), pred, CLASSES[label], CLASSES[pred]] + [repr(float(v)) for v in p])
+            writer.writerow([str(file.resolve()), int(label), pred, CLASSES[label], CLASSES[pred]]
+                            + [repr(float(v)) for v in p])
 
 
 def make_split(root: Path, rng: np.random.Generator) -> dict[str, tuple[list[Path], np.ndarray]]:
@@ -78,7 +79,8 @@ def make_fake_run(tmp_path: Path, seed: int = 0) -> Path:
         results[name] = compute_metrics(labels, probs, CLASSES)
     with open(run / "log.txt", "w") as f:
         for epoch in range(6):
-            row = {"train_lr": 1e-3 * (epoch + 1) / 6, "train_loss": 0.7 - 0.05 * epoch, "test_loss": 0.6 - 0.03 * epoch,
+            row = {"train_lr": 1e-3 * (epoch + 1) / 6, "train_loss": 0.7 - 0.05 * epoch,
+                   "test_loss": 0.6 - 0.03 * epoch,
                    "test_acc1": 60.0 + 5 * epoch, "test_accuracy": 0.6 + 0.05 * epoch,
                    "test_macro_f1": [0.5, 0.6, 0.72, 0.7, 0.71, 0.69][epoch], "epoch": epoch, "n_parameters": 3000,
                    "test_loss_ema": 0.65 - 0.03 * epoch, "test_accuracy_ema": 0.55 + 0.05 * epoch,
@@ -171,7 +173,8 @@ def test_missing_files_give_one_line_errors(tmp_path):
     (run / "predictions_test.csv").unlink()
     with pytest.raises(SystemExit) as exit_info:
         report_cli([run])
-    assert exit_info.value.code == f"error: {run} lacks predictions_test.csv (written by main_finetune.py when training ends)"
+    assert exit_info.value.code == (f"error: {run} lacks predictions_test.csv "
+                                    "(written by main_finetune.py when training ends)")
     with pytest.raises(SystemExit) as exit_info:
         report_cli([tmp_path / "nowhere"])
     assert exit_info.value.code == f"error: run directory not found: {tmp_path / 'nowhere'}"

@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 
 import timm_compat  # noqa: F401
-import timm
 import timm.data.auto_augment as auto_augment
 from timm.data import Mixup, create_transform
 

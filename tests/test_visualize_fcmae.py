@@ -60,8 +60,8 @@ def test_visible_patches_of_the_reconstruction_are_the_input(tmp_path, norm_pix_
     visible = panels.mask == 0
     assert visible.mean() == 0.5
     # the displayed original is the frame as loaded (ToTensor scale), and visible pixels are copied exactly
-    loaded = np.stack([np.asarray(build_input_transform(SIZE).transforms[0](rheed_loader(str(p))), dtype=np.float32) / 255
-                       for p in frames(tmp_path)])
+    resize = build_input_transform(SIZE).transforms[0]
+    loaded = np.stack([np.asarray(resize(rheed_loader(str(p))), dtype=np.float32) / 255 for p in frames(tmp_path)])
     np.testing.assert_allclose(panels.original, loaded, atol=1e-5)
     assert np.array_equal(panels.reconstruction[visible], panels.original[visible])
     assert np.all(panels.masked[~visible] == 0.5) and np.array_equal(panels.masked[visible], panels.original[visible])
