@@ -63,6 +63,11 @@ class ImageFolder(datasets.DatasetFolder):
         return classes, {c: i for i, c in enumerate(classes)}
 
 
+def is_visible_image(path: str) -> bool:
+    """Image files that are not hidden (macOS '._x.png' resource forks are skipped, as in list_images)."""
+    return not os.path.basename(path).startswith('.') and path.lower().endswith(IMAGE_EXTENSIONS)
+
+
 def image_folder(root: str, transform, args) -> ImageFolder:
     """ImageFolder over root/<class>/** with the project loader; corrupt files checked up front."""
     if not root or not os.path.isdir(root):
@@ -70,8 +75,8 @@ def image_folder(root: str, transform, args) -> ImageFolder:
     if not class_folders(root):
         raise UserError(f"{root} has no class sub-folders (expected {root}/<class>/<image files>)")
     try:
-        dataset = ImageFolder(root, loader=make_loader(args.bit_scaling), extensions=IMAGE_EXTENSIONS,
-                              transform=transform)
+        dataset = ImageFolder(root, loader=make_loader(args.bit_scaling, max_value=getattr(args, 'bit_max', None)),
+                              is_valid_file=is_visible_image, transform=transform)
     except FileNotFoundError as e:
         raise UserError(f"{root}: {e}") from None
     good, bad = verify_files([path for path, _ in dataset.samples], skip_corrupt=args.skip_corrupt)

@@ -137,6 +137,8 @@ def get_args_parser():
                         help='ImageNet dataset path')
     parser.add_argument('--bit_scaling', default='percentile', choices=list(SCALING_MODES),
                         help='how 16-bit / float frames are scaled to 8 bit (rheed.imageio, default: percentile)')
+    parser.add_argument('--bit_max', default=None, type=float,
+                        help='white level for --bit_scaling fixed (e.g. 4095 for 12-bit frames)')
     parser.add_argument('--skip_corrupt', type=str2bool, default=False,
                         help='leave out unreadable images instead of stopping (default: False)')
     parser.add_argument('--class_weights', default='none', type=str,

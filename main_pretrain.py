@@ -73,6 +73,8 @@ def get_args_parser():
                         help='optional extra folder of unlabeled frames (recursive), added to the training set')
     parser.add_argument('--bit_scaling', default='percentile', type=str, choices=SCALING_MODES,
                         help='how 16-bit frames are mapped to 8 bit (see the data section of the README)')
+    parser.add_argument('--bit_max', default=None, type=float,
+                        help='white level for --bit_scaling fixed (e.g. 4095 for 12-bit frames)')
     parser.add_argument('--skip_corrupt', type=str2bool, default=False,
                         help='leave unreadable image files out instead of stopping')
     parser.add_argument('--output_dir', default='',
@@ -233,7 +235,7 @@ def main(args):
     num_tasks = utils.get_world_size()
     global_rank = utils.get_rank()
     dataset_train = ImageListDataset(files, transform=build_pretrain_transform(args.input_size),
-                                     loader=make_loader(args.bit_scaling))
+                                     loader=make_loader(args.bit_scaling, max_value=args.bit_max))
     print(f"Pre-training on {len(dataset_train)} images")
     if len(dataset_train) < args.batch_size * num_tasks:
         raise UserError(f"only {len(dataset_train)} images, fewer than one batch ({args.batch_size} x "
