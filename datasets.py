@@ -164,6 +164,7 @@ def build_transform(is_train: bool, args):
             color_jitter=args.color_jitter,
             auto_augment=args.aa,
             interpolation=args.train_interpolation,
+            scale=tuple(getattr(args, 'crop_scale', (0.08, 1.0))),
             re_prob=args.reprob,
             re_mode=args.remode,
             re_count=args.recount,

@@ -137,6 +137,9 @@ def get_args_parser():
                         help='ImageNet dataset path')
     parser.add_argument('--bit_scaling', default='percentile', choices=list(SCALING_MODES),
                         help='how 16-bit / float frames are scaled to 8 bit (rheed.imageio, default: percentile)')
+    parser.add_argument('--crop_scale', default=[0.08, 1.0], type=float, nargs=2, metavar=('MIN', 'MAX'),
+                        help='area range of the training RandomResizedCrop (upstream: 0.08 1.0); RHEED frames '
+                             'want a larger minimum such as 0.5 so the crop keeps the diffraction pattern')
     parser.add_argument('--bit_max', default=None, type=float,
                         help='white level for --bit_scaling fixed (e.g. 4095 for 12-bit frames)')
     parser.add_argument('--skip_corrupt', type=str2bool, default=False,

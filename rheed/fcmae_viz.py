@@ -29,7 +29,7 @@ import timm_compat  # noqa: F401
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from rheed.errors import UserError
-from rheed.plotting import Labels, figure_style, new_figure, save_figure
+from rheed.plotting import Labels, figure_style, new_figure, save_figure, wrap_name
 
 MASK_FILL = 0.5  # value shown for removed patches in the masked-input panel
 
@@ -174,7 +174,7 @@ def plot_reconstructions(panels: Panels, names: Sequence[str], metrics: list[dic
                                           hatch="///", linewidth=0.5))
         ax_rec.imshow(_gray(panels.reconstruction[i]), cmap="gray", vmin=0, vmax=1)
         image = ax_res.imshow(panels.residual[i], cmap="viridis", vmin=0, vmax=vmax)
-        ax_orig.set_title(f"{labels('original')}\n{_short(name)}", fontsize=8)
+        ax_orig.set_title(f"{labels('original')}\n{wrap_name(name)}", fontsize=8)
         ax_masked.set_title(labels("masked_input", metrics[i]["masked_fraction"]), fontsize=8)
         ax_rec.set_title(labels("reconstruction"), fontsize=8)
         ax_res.set_title(labels("residual", metrics[i]["mae_masked"]), fontsize=8)
@@ -184,10 +184,6 @@ def plot_reconstructions(panels: Panels, names: Sequence[str], metrics: list[dic
             ax.grid(False)
         fig.colorbar(image, ax=ax_res, fraction=0.046, pad=0.03)
     return fig
-
-
-def _short(name: str, width: int = 34) -> str:
-    return name if len(name) <= width else "..." + name[-(width - 3):]
 
 
 def visualize_fcmae(checkpoint: str | Path, images: Sequence[str | Path], out_dir: str | Path,

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torchvision import transforms
 
 from rheed.errors import UserError
-from rheed.plotting import Labels, figure_style, new_figure, save_figure
+from rheed.plotting import Labels, figure_style, new_figure, save_figure, wrap_name
 
 DEFAULT_LAYER = "stages.3"
 
@@ -104,7 +104,7 @@ def plot_gradcam(frames: np.ndarray, maps: np.ndarray, classes: np.ndarray, prob
     image = None
     for i in range(n):
         axes[i, 0].imshow(frames[i], cmap="gray", vmin=0, vmax=1)
-        axes[i, 0].set_title(f"{labels('frame')}\n{_short(names[i])}", fontsize=8)
+        axes[i, 0].set_title(f"{labels('frame')}\n{wrap_name(names[i])}", fontsize=8)
         for j in range(top):
             k = classes[i, j]
             ax = axes[i, j + 1]
@@ -119,10 +119,6 @@ def plot_gradcam(frames: np.ndarray, maps: np.ndarray, classes: np.ndarray, prob
             ax.grid(False)
     fig.colorbar(image, ax=axes[:, -1].tolist(), fraction=0.046, pad=0.03, label=labels("cam_value"))
     return fig
-
-
-def _short(name: str, width: int = 34) -> str:
-    return name if len(name) <= width else "..." + name[-(width - 3):]
 
 
 def run_gradcam(checkpoint: str | Path, images: Sequence[str | Path], out_dir: str | Path,

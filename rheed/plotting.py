@@ -178,6 +178,16 @@ def series_style(index: int, with_marker: bool = True, markevery: int | None = N
     return style
 
 
+def wrap_name(name: str, width: int = 34) -> str:
+    """A file name on at most two lines of about `width` characters, broken after a '_' or '-' if possible."""
+    if len(name) <= width:
+        return name
+    if len(name) > 2 * width:
+        name = name[:width] + "..." + name[-(width - 3):]
+    cut = max(name.rfind("_", 0, width), name.rfind("-", 0, width)) + 1 or width
+    return name[:cut] + "\n" + name[cut:]
+
+
 def integer_ticks(ax) -> None:
     """Whole numbers only on the x axis (epochs)."""
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

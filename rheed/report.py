@@ -16,7 +16,8 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from rheed.errors import UserError
 from rheed.imageio import read_frame
 from rheed.metrics import positive_class_index
-from rheed.plotting import HATCHES, Labels, figure_style, integer_ticks, new_figure, save_figure, series_style
+from rheed.plotting import (HATCHES, Labels, figure_style, integer_ticks, new_figure, save_figure, series_style,
+                            wrap_name)
 
 LOG_FILE = "log.txt"
 METRICS_FILE = "test_metrics.json"
@@ -305,7 +306,7 @@ def plot_roc_pr(sets: list[tuple[str, np.ndarray, np.ndarray]], positive: str, l
     ax_pr.set(title=labels("pr", positive), xlabel=labels("recall"), ylabel=labels("precision"),
               xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal")
     ax_roc.legend(loc="lower right")
-    ax_pr.legend(loc="lower left")
+    ax_pr.legend(loc="best")
     return fig
 
 
@@ -336,12 +337,8 @@ def plot_wrong_frames(preds: Predictions, labels: Labels, count: int = 16, colum
             ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="antialiased")
         except (OSError, ValueError, UserError):
             ax.text(0.5, 0.5, labels("missing_image"), ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(f"{title}\n{_short(Path(preds.paths[index]).name)}", fontsize=7)
+        ax.set_title(f"{title}\n{wrap_name(Path(preds.paths[index]).name)}", fontsize=7)
     return fig
-
-
-def _short(name: str, width: int = 30) -> str:
-    return name if len(name) <= width else "..." + name[-(width - 3):]
 
 
 # -------------------------------------------------------------------------------------- fine classes
