@@ -9,7 +9,7 @@ from conftest import REPO
 
 def test_quickstart_runs_end_to_end_at_reduced_size(tmp_path):
     out = tmp_path / "quickstart"
-    env = dict(os.environ, QUICK_PYTHON=sys.executable, QUICK_OUT=str(out), QUICK_SCALE="0.02",
+    env = dict(os.environ, QUICK_PYTHON=sys.executable, QUICK_OUT=str(out), QUICK_SCALE="0.05",
                QUICK_SIZE="64", QUICK_EPOCHS_PRE="1", QUICK_EPOCHS="1", QUICK_BATCH="16", QUICK_WORKERS="0",
                OMP_NUM_THREADS="2", PYTHONUNBUFFERED="1")
     proc = subprocess.run(["bash", "scripts/quickstart.sh"], cwd=REPO, env=env, capture_output=True, text=True,
