@@ -42,7 +42,7 @@ cmd=(torchrun --standalone --nproc_per_node="$GPUS" main_finetune.py
     --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
     --epochs "$EPOCHS" --warmup_epochs 5 --batch_size "$BATCH" --blr "$BLR" --input_size "$INPUT_SIZE"
     --layer_decay_type single --layer_decay 0.9 --weight_decay 0.3 --drop_path 0.1
-    --smoothing 0.2 --mixup 0 --cutmix 0 --reprob 0.25
+    --smoothing 0.2 --mixup 0 --cutmix 0 --reprob 0.25 --crop_scale 0.5 1.0
     --model_ema true --model_ema_eval true --model_ema_decay 0.999 --use_amp true
     --class_weights auto --best_metric macro_f1
     --num_workers "$NUM_WORKERS")

@@ -40,7 +40,7 @@ cmd=("$PYTHON" main_finetune.py --device cpu
     --epochs "$EPOCHS" --warmup_epochs "$WARMUP_EPOCHS" --batch_size "$BATCH" --blr "$BLR"
     --input_size "$INPUT_SIZE"
     --layer_decay_type single --layer_decay 0.9 --weight_decay 0.3 --drop_path 0.1
-    --smoothing 0.2 --mixup 0 --cutmix 0
+    --smoothing 0.2 --mixup 0 --cutmix 0 --crop_scale 0.5 1.0
     --class_weights auto --best_metric macro_f1
     --num_workers "$NUM_WORKERS" --pin_mem false)
 if [ -n "$FINETUNE" ]; then cmd+=(--finetune "$FINETUNE"); fi
