@@ -88,13 +88,12 @@ run env PYTHON="$PY" FINETUNE="$pre_ckpt" DATA="$split" OUTPUT="$ft" EPOCHS="$QU
     INPUT_SIZE="$QUICK_SIZE" BATCH="$QUICK_BATCH" BLR="$QUICK_BLR" NUM_WORKERS="$QUICK_WORKERS" WARMUP_EPOCHS=1 \
     EXTRA_ARGS="--reprob 0 --drop_path 0 --smoothing 0.1" bash scripts/run_finetune_cpu.sh
 
-step "6/6 report"
-if [ -f scripts/make_report.py ]; then
-    run "$PY" scripts/make_report.py "$pre"
-    run "$PY" scripts/make_report.py "$ft"
-else
-    echo "scripts/make_report.py not found: no figures"
-fi
+step "6/6 report, FCMAE reconstructions and Grad-CAM"
+run "$PY" scripts/make_report.py "$pre"
+run "$PY" scripts/make_report.py "$ft"
+frames=("$(ls "$split"/test/rough/* | head -n 1)" "$(ls "$split"/test/smooth/* | head -n 1)")
+run "$PY" scripts/visualize_fcmae.py --checkpoint "$pre_ckpt" --images "${frames[@]}" --out "$pre/report/fcmae_viz"
+run "$PY" scripts/gradcam.py --checkpoint "$ft/checkpoint-best.pth" --images "${frames[@]}" --out "$ft/report/gradcam"
 
 step "done in $(( SECONDS - start ))s"
 "$PY" - "$ft" <<'PYEOF'
@@ -118,6 +117,7 @@ print(f"  predictions  {run / 'predictions_test.csv'}")
 print(f"  checkpoint   {run / 'checkpoint-best.pth'}")
 report = run / "report"
 if report.is_dir():
-    print(f"  figures      {report}/")
+    print(f"  figures      {report}/  (Grad-CAM in {report / 'gradcam'}/)")
+    print(f"  FCMAE        {run.parent / 'pretrain' / 'report'}/  (reconstructions in fcmae_viz/)")
 print(f"  tensorboard  tensorboard --logdir {run.parent}")
 PYEOF
