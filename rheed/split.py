@@ -497,9 +497,12 @@ def build_report(frames, summary, args: dict, similarity: dict | None) -> dict:
                                                                 for f in frames),
                                    'requested': wanted, 'actual': actual,
                                    'max_deviation': round(max(abs(actual[s] - wanted[s]) for s in SPLITS), 2)}
+    all_labels = set().union(*(labels[s] for s in SPLITS))
+    missing_labels = {s: sorted(all_labels - set(labels[s])) for s in SPLITS if all_labels - set(labels[s])}
     return {
         **args,
         'mode': 'by-sequence' if args['by_sequence'] else 'temporal blocks',
+        'missing_labels': missing_labels,
         **summary,
         'counts': counts,
         'label_counts': labels,
@@ -526,6 +529,9 @@ def format_report(r: dict) -> str:
         lines.append(f"{fine_class}: kept {c['kept']}, left out {c['left_out']}, actual "
                      f"{'/'.join(str(c['actual'][s]) for s in SPLITS)} vs requested "
                      f"{'/'.join(str(c['requested'][s]) for s in SPLITS)} (max deviation {c['max_deviation']})")
+    for split, missing in r['missing_labels'].items():
+        lines.append(f"warning: {split} has no frames of class {', '.join(missing)}; fine-tuning refuses splits whose "
+                     f"class folders differ (add frames or sequences, or change --ratios / --gap)")
     g = r['gap_check']
     extra = f" ({g['left_out_for_conflicts']} frames left out to ensure it)" if g['left_out_for_conflicts'] else ''
     lines += ['', f"gap check: PASSED - none of {g['checked_frames']} val/test frames of temporal classes lies "

@@ -263,3 +263,14 @@ def test_split_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--src", str(tmp_path / "missing"), "--dst", str(tmp_path / "x")])
     assert str(exc.value).startswith("error: source folder not found")
+
+
+def test_split_warns_when_a_split_gets_no_frame_of_a_class(tmp_path, capsys):
+    src = write_runs(tmp_path / "data_rheed", island_runs=((6, 4),), layer_runs=(30,))
+    report = split_dataset(str(src), str(tmp_path / "split"), gap=1, seed=0)
+    assert report["missing_labels"], report["counts"]
+    split, missing = next(iter(report["missing_labels"].items()))
+    assert missing == ["rough"] and not (tmp_path / "split" / split / "rough").exists()
+    assert f"warning: {split} has no frames of class rough" in capsys.readouterr().out
+    full = split_dataset(str(write_runs(tmp_path / "big")), str(tmp_path / "split_big"), gap=3, seed=0)
+    assert full["missing_labels"] == {}
