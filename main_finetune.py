@@ -488,41 +488,32 @@ def main(args):
         log_stats = {f'train_{k}': v for k, v in train_stats.items()}
         save = args.output_dir and args.save_ckpt
 
+        validated = []  # (log-key suffix, model): the model itself and, with --model_ema_eval, its EMA
         if data_loader_val is not None:
-            test_stats = flat_metrics(evaluate(data_loader_val, model, device, use_amp=args.use_amp,
-                                               amp_dtype=args.amp_dtype, class_names=class_names))
-            value = test_stats[args.best_metric]
-            if is_better(value, best['value'], args.best_metric):
-                best['value'], best['epoch'] = value, epoch
-                if save:
-                    utils.save_model(args=args, model=model, model_without_ddp=model_without_ddp,
-                                     optimizer=optimizer, loss_scaler=loss_scaler, epoch="best",
-                                     model_ema=model_ema, extra=checkpoint_extra(args, class_names, best))
-            print(f"Validation {args.best_metric}: {value}  (best {best['value']} at epoch {best['epoch']})")
-            log_stats.update({f'test_{k}': v for k, v in test_stats.items()})
-            log_stats.update(epoch=epoch, n_parameters=n_parameters)
-            if log_writer is not None:
-                log_writer.update(head="perf", step=epoch, **{f'test_{k}': v for k, v in test_stats.items()
-                                                              if isinstance(v, (int, float))})
-
+            validated.append(('', model))
             if model_ema is not None and args.model_ema_eval:
-                ema_device = next(model_ema.ema.parameters()).device
-                ema_stats = flat_metrics(evaluate(data_loader_val, model_ema.ema, ema_device, use_amp=args.use_amp,
-                                                  amp_dtype=args.amp_dtype, class_names=class_names))
-                value = ema_stats[args.best_metric]
-                if is_better(value, best['value_ema'], args.best_metric):
-                    best['value_ema'], best['epoch_ema'] = value, epoch
-                    if save:
-                        utils.save_model(args=args, model=model, model_without_ddp=model_without_ddp,
-                                         optimizer=optimizer, loss_scaler=loss_scaler, epoch="best-ema",
-                                         model_ema=model_ema, extra=checkpoint_extra(args, class_names, best))
-                print(f"EMA validation {args.best_metric}: {value}  (best {best['value_ema']})")
-                log_stats.update({f'test_{k}_ema': v for k, v in ema_stats.items()})
-                if log_writer is not None:
-                    log_writer.update(head="perf", step=epoch, **{f'test_{k}_ema': v for k, v in ema_stats.items()
-                                                                  if isinstance(v, (int, float))})
-        else:
-            log_stats.update(epoch=epoch, n_parameters=n_parameters)
+                validated.append(('_ema', model_ema.ema))
+        for suffix, net in validated:
+            stats = flat_metrics(evaluate(data_loader_val, net, next(net.parameters()).device, use_amp=args.use_amp,
+                                          amp_dtype=args.amp_dtype, class_names=class_names))
+            value = stats[args.best_metric]
+            if is_better(value, best['value' + suffix], args.best_metric):
+                best['value' + suffix], best['epoch' + suffix] = value, epoch
+                if save:  # checkpoint-best.pth / checkpoint-best-ema.pth
+                    utils.save_model(args=args, model=model, model_without_ddp=model_without_ddp,
+                                     optimizer=optimizer, loss_scaler=loss_scaler,
+                                     epoch='best' + suffix.replace('_', '-'), model_ema=model_ema,
+                                     extra=checkpoint_extra(args, class_names, best))
+            print(f"{'EMA validation' if suffix else 'Validation'} {args.best_metric}: {value}  "
+                  f"(best {best['value' + suffix]} at epoch {best['epoch' + suffix]})")
+            tagged = {f'test_{k}{suffix}': v for k, v in stats.items()}
+            log_stats.update(tagged)
+            if not suffix:  # upstream's key order: test_*, epoch, n_parameters, test_*_ema
+                log_stats.update(epoch=epoch, n_parameters=n_parameters)
+            if log_writer is not None:
+                log_writer.update(head="perf", step=epoch,
+                                  **{k: v for k, v in tagged.items() if isinstance(v, (int, float))})
+        log_stats.update(epoch=epoch, n_parameters=n_parameters)
 
         # log.txt first, then the numbered checkpoint: checkpoint-N.pth on disk implies its log line exists
         if args.output_dir and utils.is_main_process():
