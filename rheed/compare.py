@@ -4,7 +4,6 @@ Runs are grouped by a regular expression on the run directory's name (e.g. `(.*)
 `fcmae120_seed0` and `fcmae120_seed1` into the group `fcmae120`); each group gets the mean and the
 sample standard deviation (ddof=1, i.e. divided by n - 1) of every test metric over its runs.
 """
-import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 
 from rheed.errors import UserError
 from rheed.plotting import Labels, figure_style, integer_ticks, new_figure, save_figure, series_style
-from rheed.report import LOG_FILE, METRICS_FILE, latex_escape, read_json, read_log, series
+from rheed.report import LOG_FILE, METRICS_FILE, latex_escape, read_json, read_log, series, write_rows_csv
 
 
 @dataclass
@@ -98,14 +97,6 @@ def summarise(groups: dict[str, list[Run]], keys: list[str]) -> list[dict]:
     return rows
 
 
-def write_csv(rows: list[dict], path: Path) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    return path
-
 
 TEX_HEADS = {"accuracy": "Acc.", "balanced_accuracy": "Bal. acc.", "macro_f1": "Macro-F1", "roc_auc": "ROC-AUC"}
 
@@ -189,7 +180,7 @@ def compare_runs(run_dirs: list[Path], out_dir: Path | None = None, group_by: st
         out_dir = Path(*Path(run_dirs[0]).resolve().parts[:-1]) / "comparison"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [write_csv(rows, out_dir / "comparison.csv"),
+    written = [write_rows_csv(rows, out_dir / "comparison.csv"),
                write_tex(rows, tex_keys(class_names, binary), out_dir / "comparison.tex")]
     with figure_style(lang) as labels:
         written += save_figure(plot_val_f1(groups, labels), out_dir, "val_macro_f1", dpi)

@@ -184,7 +184,7 @@ def write_metrics_tex(rows: list[dict], path: Path, test_metrics: dict, lang: st
     caption = (f"Test metrics of {latex_escape(str(model))}"
                + (f" (checkpoint of epoch {epoch})" if epoch is not None else "")
                + r". Rates in \%.")
-    lines = [f"% Written by scripts/make_report.py; needs \\usepackage{{booktabs}}",
+    lines = [r"% Written by scripts/make_report.py; needs \usepackage{booktabs}",
              r"\begin{table}[htbp]", r"\centering", f"\\caption{{{caption}}}", r"\label{tab:metrics}",
              r"\begin{tabular}{ll" + "r" * (len(head) - 2) + "}", r"\toprule",
              " & ".join(head) + r" \\", r"\midrule"]

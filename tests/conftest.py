@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import subprocess
 import sys
@@ -5,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,3 +59,40 @@ def run_cli(args, cwd=REPO, timeout=600, env=None, check=False) -> subprocess.Co
     if check and proc.returncode != 0:
         raise AssertionError(f"command failed ({proc.returncode}): {args}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process torch work runs single-threaded, like run_cli's OMP_NUM_THREADS=1: the tensors are tiny,
+    and extra intra-op threads stall badly when the 2 CI cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module, so tests call its main() in-process (no new torch import)."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script_main(name: str, argv) -> None:
+    """Calls scripts/<name>.py's main() with argv (sys.exit(message) on errors, as from the shell)."""
+    load_script(name).main([str(a) for a in argv])
+
+
+def randomize_(model: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial values for every parameter (GRN and LayerNorm are identity-like at init)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if p.dim() == 1 and name.endswith("weight"):  # LayerNorm scales
+                p.copy_(1 + 0.2 * noise)
+            elif ".grn." in name:
+                p.copy_(0.3 * noise)
+            else:
+                p.copy_(0.05 * noise)

@@ -1,6 +1,5 @@
 """compare_runs: mean and sample std over seeds, LaTeX bolding, refusal of different class sets."""
 import csv
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -8,17 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import run_script_main
 from rheed.compare import compare_runs, group_key
 from rheed.errors import UserError
 
 
 def compare_cli(argv):
-    """scripts/compare_runs.py's main() in this process."""
-    spec = importlib.util.spec_from_file_location("compare_script", REPO / "scripts" / "compare_runs.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    script.main([str(a) for a in argv])
+    run_script_main("compare_runs", argv)
 
 
 def fake_run(root: Path, name: str, accuracy: float, macro_f1: float, classes=("rough", "smooth"),

@@ -1,7 +1,6 @@
 """Environment files, check_env.py and the conda create/pack/unpack scripts (no conda needed)."""
 import hashlib
 import importlib.metadata
-import importlib.util
 import os
 import re
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, load_script
 
 ENV_YML = REPO / "env" / "environment.yml"
 REQUIREMENTS = REPO / "env" / "requirements.txt"
@@ -130,10 +129,7 @@ def test_this_interpreter_has_the_pinned_versions():
 # ---------------------------------------------------------------- check_env.py
 
 def load_check_env():
-    spec = importlib.util.spec_from_file_location("check_env", REPO / "scripts" / "check_env.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("check_env")
 
 
 def test_arch_supports_uses_binary_compatibility():

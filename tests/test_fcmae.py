@@ -7,35 +7,13 @@ import torch.nn.functional as F
 import models.convnextv2 as convnextv2
 import models.fcmae as fcmae
 from models.utils import load_pretrained_weights
+from conftest import randomize_
 
 FCMAE_PARAMS = {  # UPSTREAM_FACTS 4.10 (decoder_embed_dim 512, decoder_depth 1)
     "convnextv2_atto": 7_257_992, "convnextv2_femto": 8_751_472, "convnextv2_pico": 12_521_792,
     "convnextv2_nano": 19_016_592, "convnextv2_tiny": 31_965_568, "convnextv2_base": 91_922_432,
     "convnextv2_large": 200_910_592, "convnextv2_huge": 662_616_192,
 }
-
-
-def randomize_(model, seed=0):
-    """Non-trivial values for every parameter (GRN and LayerNorm are identity-like at init)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            if p.dim() == 1 and name.endswith("weight"):  # LayerNorm scales
-                p.copy_(1 + 0.2 * noise)
-            elif ".grn." in name:
-                p.copy_(0.3 * noise)
-            else:
-                p.copy_(0.05 * noise)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    # tiny tensors: intra-op threads only add overhead, and stall badly when the CPU is shared
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

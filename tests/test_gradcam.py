@@ -1,12 +1,11 @@
 """Grad-CAM on a tiny ConvNeXt-V2 atto classifier (64 px) with random, non-trivial weights."""
-import importlib.util
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, write_pattern_image
+from conftest import write_pattern_image, run_script_main
 from models import convnextv2
 from rheed.errors import UserError
 from rheed.gradcam import GradCAM, class_maps
@@ -15,11 +14,7 @@ SIZE = 64
 
 
 def gradcam_cli(argv):
-    """scripts/gradcam.py's main() in this process (a subprocess would re-import torch: slow on 2 cores)."""
-    spec = importlib.util.spec_from_file_location("gradcam_script", REPO / "scripts" / "gradcam.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    script.main([str(a) for a in argv])
+    run_script_main("gradcam", argv)
 
 
 def tiny_classifier() -> torch.nn.Module:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 import models.convnextv2 as convnextv2
 from models.utils import GRN, LayerNorm
+from conftest import randomize_
 
 SIZES = {  # UPSTREAM_FACTS 3.1: constructor -> (depths, dims, params with a 1000-class head)
     "convnextv2_atto": ([2, 2, 6, 2], [40, 80, 160, 320], 3_708_400),
@@ -19,15 +20,6 @@ SIZES = {  # UPSTREAM_FACTS 3.1: constructor -> (depths, dims, params with a 100
     "convnextv2_large": ([3, 3, 27, 3], [192, 384, 768, 1536], 197_956_840),
     "convnextv2_huge": ([3, 3, 27, 3], [352, 704, 1408, 2816], 660_289_640),
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    # tiny tensors: intra-op threads only add overhead, and stall badly when the CPU is shared
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def expected_keys(depths, dims, in_chans=3, num_classes=1000):
@@ -113,20 +105,6 @@ def test_pico_alias():
     assert state_table(a) == state_table(b)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(va, vb), ka
-
-
-def randomize_(model, seed=0):
-    """Non-trivial values for every parameter (GRN and LayerNorm are identity-like at init)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            if p.dim() == 1 and name.endswith("weight"):  # LayerNorm scales
-                p.copy_(1 + 0.2 * noise)
-            elif ".grn." in name:
-                p.copy_(0.3 * noise)
-            else:
-                p.copy_(0.05 * noise)
 
 
 def ref_layer_norm(x, weight, bias, dim):

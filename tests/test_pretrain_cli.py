@@ -13,15 +13,6 @@ BASE = ['main_pretrain.py', '--model', 'convnextv2_atto', '--input_size', '64', 
         '--batch_size', '4', '--num_workers', '0']
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process training runs single-threaded, like run_cli's OMP_NUM_THREADS=1 (CI shares 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def read_log(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 

@@ -47,15 +47,6 @@ def official_fcmae_checkpoint(model):
     return sd
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    # tiny tensors: intra-op threads only add overhead, and stall badly when the CPU is shared
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def pretrained():
     torch.manual_seed(0)

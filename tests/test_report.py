@@ -1,13 +1,12 @@
 """make_report on a fake fine-tuning run directory written by the test (formats of the project contract)."""
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli, write_pattern_image
+from conftest import run_cli, write_pattern_image, run_script_main
 from rheed import plotting
 from rheed.errors import UserError
 from rheed.metrics import compute_metrics
@@ -23,11 +22,7 @@ FINETUNE_FILES = [
 
 
 def report_cli(argv):
-    """scripts/make_report.py's main() in this process (sys.exit(message) on errors, as from the shell)."""
-    spec = importlib.util.spec_from_file_location("make_report_script", REPO / "scripts" / "make_report.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    script.main([str(a) for a in argv])
+    run_script_main("make_report", argv)
 
 
 def write_predictions(path: Path, files: list[Path], labels: np.ndarray, probs: np.ndarray) -> None:

@@ -1,12 +1,11 @@
 """visualize_fcmae on a tiny FCMAE checkpoint saved in the project's checkpoint format."""
 import csv
-import importlib.util
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, write_pattern_image
+from conftest import write_pattern_image, run_script_main
 from models import fcmae
 from rheed.errors import UserError
 from rheed.fcmae_viz import build_input_transform, frame_metrics, load_fcmae, random_mask, reconstruct
@@ -15,11 +14,7 @@ SIZE = 64
 
 
 def visualize_cli(argv):
-    """scripts/visualize_fcmae.py's main() in this process (a subprocess would re-import torch)."""
-    spec = importlib.util.spec_from_file_location("visualize_script", REPO / "scripts" / "visualize_fcmae.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    script.main([str(a) for a in argv])
+    run_script_main("visualize_fcmae", argv)
 
 
 def tiny_fcmae(norm_pix_loss: bool) -> torch.nn.Module:
