@@ -13,6 +13,7 @@ from timm.data import create_transform
 from timm.data.constants import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_INCEPTION_MEAN,
                                  IMAGENET_INCEPTION_STD)
 
+from rheed import augment
 from rheed.errors import UserError
 from rheed.imageio import IMAGE_EXTENSIONS, make_loader, rheed_loader, verify_files  # noqa: F401
 
@@ -149,6 +150,9 @@ def build_dataset(is_train: bool, args, split: str | None = None):
 def build_transform(is_train: bool, args):
     """Upstream's transform: timm create_transform for training, resize + center crop for evaluation.
 
+    With `--aug_mode rheed` the RHEED transforms of rheed.augment instead (geometry-keeping crops, flips,
+    photometric jitter; the whole frame resized for evaluation).
+
     Training flips horizontally only (a RHEED pattern mirrored left-right is still physical; timm never
     flips vertically).
     """
@@ -156,6 +160,11 @@ def build_transform(is_train: bool, args):
     imagenet_default_mean_and_std = args.imagenet_default_mean_and_std
     mean = IMAGENET_DEFAULT_MEAN if imagenet_default_mean_and_std else IMAGENET_INCEPTION_MEAN
     std = IMAGENET_DEFAULT_STD if imagenet_default_mean_and_std else IMAGENET_INCEPTION_STD
+
+    if getattr(args, 'aug_mode', 'upstream') == 'rheed':
+        if is_train:
+            return augment.rheed_train_transform(args.input_size, mean, std, tuple(args.crop_scale))
+        return augment.rheed_eval_transform(args.input_size, mean, std)
 
     if is_train:
         transform = create_transform(

@@ -4,7 +4,6 @@ Single process:  python main_finetune.py --model convnextv2_atto --data_set RHEE
 Distributed:     torchrun --nproc_per_node 4 main_finetune.py ... (gloo with --device cpu, nccl with cuda)
 """
 import argparse
-import csv
 import datetime
 import json
 import os
@@ -29,6 +28,7 @@ from datasets import build_dataset, default_test_path
 from engine_finetune import evaluate, flat_metrics, train_one_epoch
 from models.utils import load_pretrained_weights
 from optim_factory import LayerDecayValueAssigner, create_optimizer
+from rheed import finetune_report
 from rheed.errors import UserError
 from rheed.imageio import SCALING_MODES
 from rheed.losses import build_criterion, mixup_active
@@ -70,7 +70,8 @@ def get_args_parser():
                         help='lower lr bound for cyclic schedulers that hit 0 (1e-6)')
     parser.add_argument('--warmup_epochs', type=int, default=20, metavar='N', help='epochs to warmup LR')
     parser.add_argument('--warmup_steps', type=int, default=-1, metavar='N',
-                        help='num of steps to warmup LR, will overload warmup_epochs if set > 0 (unused, as upstream)')
+                        help='optimizer steps of linear lr warm-up; when > 0 it replaces --warmup_epochs (small data '
+                             'sets have few steps per epoch, so a warm-up in epochs can be too short or too long)')
     parser.add_argument('--opt', default='adamw', type=str, metavar='OPTIMIZER', help='Optimizer (default: "adamw"')
     parser.add_argument('--opt_eps', default=1e-8, type=float, metavar='EPSILON',
                         help='Optimizer Epsilon (default: 1e-8)')
@@ -137,6 +138,10 @@ def get_args_parser():
                         help='ImageNet dataset path')
     parser.add_argument('--bit_scaling', default='percentile', choices=list(SCALING_MODES),
                         help='how 16-bit / float frames are scaled to 8 bit (rheed.imageio, default: percentile)')
+    parser.add_argument('--aug_mode', default='upstream', choices=['upstream', 'rheed'],
+                        help='upstream: timm transforms (--aa, --reprob, centre-crop evaluation); rheed: '
+                             'rheed.augment (frame-shaped crops of --crop_scale, both flips, small rotations, '
+                             'brightness/contrast/gamma, blur, noise; the whole frame resized for evaluation)')
     parser.add_argument('--crop_scale', default=[0.08, 1.0], type=float, nargs=2, metavar=('MIN', 'MAX'),
                         help='area range of the training RandomResizedCrop (upstream: 0.08 1.0); RHEED frames '
                              'want a larger minimum such as 0.5 so the crop keeps the diffraction pattern')
@@ -149,6 +154,10 @@ def get_args_parser():
                              '(effective number of samples, mean 1) or a comma-separated list, one per class')
     parser.add_argument('--class_weights_beta', default=0.999, type=float,
                         help='beta of --class_weights effective (default: 0.999)')
+    parser.add_argument('--calibrate', type=str2bool, default=True,
+                        help='after training, fit a softmax temperature and (two classes) the decision threshold '
+                             'that maximises validation macro-F1 on the validation set; both are stored in '
+                             'checkpoint-best.pth and used for the test metrics and by scripts/predict.py')
     parser.add_argument('--best_metric', default='macro_f1', choices=list(BEST_METRICS),
                         help='validation metric that selects checkpoint-best.pth (default: macro_f1)')
     parser.add_argument('--auto_resume', type=str2bool, default=True)
@@ -251,69 +260,33 @@ def trim_log(path: Path, start_epoch: int):
     os.replace(tmp, path)
 
 
-def sample_paths(dataset, indices):
-    samples = getattr(dataset, 'samples', None)
-    if samples is None:
-        return [str(i) for i in indices]
-    return [os.path.abspath(samples[i][0]) for i in indices]
-
-
-def write_predictions(path: Path, dataset, stats: dict, class_names):
-    """CSV with one row per image: path, label, pred, label_name, pred_name, prob_<class>..."""
-    preds = stats['probs'].argmax(axis=1)
-    with open(path, 'w', newline='') as f:
-        writer = csv.writer(f)
-        writer.writerow(['path', 'label', 'pred', 'label_name', 'pred_name'] + [f'prob_{c}' for c in class_names])
-        for p, y, yhat, prob in zip(sample_paths(dataset, stats['indices']), stats['labels'], preds, stats['probs']):
-            writer.writerow([p, int(y), int(yhat), class_names[int(y)], class_names[int(yhat)]]
-                            + [f'{v:.6f}' for v in prob])
-
-
-def write_json(path: Path, obj):
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(obj, indent=2) + '\n')
-    os.replace(tmp, path)
-
-
-def print_metrics(title, metrics, loss):
-    print(f"===== {title} =====")
-    print(f"samples {metrics['num_samples']}  loss {loss:.4f}  accuracy {metrics['accuracy']:.4f}  "
-          f"balanced accuracy {metrics['balanced_accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
-          + (f"  ROC-AUC {metrics['roc_auc']:.4f}" if metrics.get('roc_auc') is not None else ''))
-    for name, m in metrics['per_class'].items():
-        print(f"  {name:>16s}: precision {m['precision']:.4f}  recall {m['recall']:.4f}  f1 {m['f1']:.4f}  "
-              f"support {m['support']}")
-    print(f"  confusion matrix (rows = true, cols = predicted, order {metrics['class_names']}): "
-          f"{metrics['confusion_matrix']}")
-
-
-def report_checkpoint(args, model, device, class_names, loaders, checkpoint, checkpoint_epoch, suffix=''):
-    """Evaluates `model` on val and test; writes test_metrics<suffix>.json and predictions CSVs (main process)."""
+def report_checkpoint(args, model, device, class_names, loaders, checkpoint, checkpoint_epoch, suffix='',
+                      fitted=None):
+    """Evaluates `model` on val and test, calibrates on val (unless `fitted` is given or --calibrate false)
+    and writes the reports (main process). Returns the calibration used."""
+    raw = {}
+    for split, (loader, _) in loaders.items():
+        if loader is not None:
+            raw[split] = evaluate(loader, model, device, use_amp=args.use_amp, amp_dtype=args.amp_dtype,
+                                  class_names=class_names)
+    if fitted is None and args.calibrate:
+        fitted = finetune_report.fit_calibration(raw.get('val'), class_names)
     results = {}
-    for split, (loader, root) in loaders.items():
-        if loader is None:
-            continue
-        stats = evaluate(loader, model, device, use_amp=args.use_amp, amp_dtype=args.amp_dtype,
-                         class_names=class_names)
-        results[split] = (stats, root, loader.dataset)
-        print_metrics(f"{split} set, {checkpoint}{' (EMA)' if suffix else ''}", stats['metrics'], stats['loss'])
-    if not (args.output_dir and utils.is_main_process()):
-        return results
-    output_dir = Path(args.output_dir)
-    if not suffix:
-        for split, (stats, _, dataset) in results.items():
-            write_predictions(output_dir / f'predictions_{split}.csv', dataset, stats, class_names)
-    if 'test' in results:
-        stats, root, _ = results['test']
-        report = dict(stats['metrics'])
-        report.update(loss=stats['loss'], split='test', data_path=os.path.abspath(root), checkpoint=str(checkpoint),
-                      checkpoint_epoch=checkpoint_epoch, best_metric=args.best_metric, model=args.model)
-        if 'val' in results:
-            val_stats = results['val'][0]
-            report['val_metrics'] = dict(val_stats['metrics'], loss=val_stats['loss'])
-        write_json(output_dir / f'test_metrics{suffix}.json', report)
-        print(f"Test metrics written to {output_dir / f'test_metrics{suffix}.json'}")
-    return results
+    for split, stats in raw.items():
+        stats = finetune_report.apply_calibration(stats, class_names, fitted)
+        results[split] = (stats, loaders[split][0].dataset)
+        finetune_report.print_metrics(f"{split} set, {checkpoint}{' (EMA)' if suffix else ''}", stats['metrics'],
+                                      stats['loss'])
+        print(f"  {finetune_report.probs_summary(stats, class_names)}")
+    if fitted is not None:
+        print(f"Calibration on validation: temperature {fitted['temperature']:.3f}, threshold "
+              f"{fitted['threshold']}, NLL {fitted['val_nll_before']:.4f} -> {fitted['val_nll_after']:.4f}")
+    if args.output_dir and utils.is_main_process():
+        info = dict(data_path=os.path.abspath(loaders['test'][1]) if 'test' in results else None,
+                    checkpoint=str(checkpoint), checkpoint_epoch=checkpoint_epoch, best_metric=args.best_metric,
+                    model=args.model)
+        finetune_report.write_reports(Path(args.output_dir), results, class_names, fitted, info, suffix)
+    return fitted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,6 +382,12 @@ def main(args):
         args.lr = args.blr * total_batch_size / 256
     print("base lr: %.2e" % (args.lr * 256 / total_batch_size))
     print("actual lr: %.2e" % args.lr)
+    if args.warmup_steps > 0:
+        args.warmup_epochs = args.warmup_steps / max(len(data_loader_train) // args.update_freq, 1)
+        if args.warmup_epochs > args.epochs / 2:  # a short run still reaches its peak lr
+            print(f"warm-up of {args.warmup_steps} steps is longer than half of the run: shortened to half")
+            args.warmup_epochs = args.epochs / 2
+        print(f"warm-up: {args.warmup_epochs:.2f} epochs")
     print("accumulate grad iterations: %d" % args.update_freq)
     print("effective batch size: %d" % total_batch_size)
 
@@ -464,7 +443,9 @@ def main(args):
         epoch = resumed.get('epoch')
         if isinstance(epoch, str):  # checkpoint-best(-ema).pth: report the epoch it was chosen at
             epoch = resumed.get('best_epoch_ema' if epoch == 'best-ema' else 'best_epoch', epoch)
-        report_checkpoint(args, model, device, class_names, loaders, args.resume, epoch)
+        # a checkpoint that carries its calibration is evaluated with it, as predict.py does
+        report_checkpoint(args, model, device, class_names, loaders, args.resume, epoch,
+                          fitted=resumed.get('calibration') if args.calibrate else None)
         return
 
     # From here on files are written.
@@ -551,7 +532,10 @@ def final_report(args, model, model_without_ddp, model_ema, device, class_names,
     else:
         print("No checkpoint-best.pth: reporting the weights after the last epoch")
         name, epoch = 'final weights (not saved as best)', args.epochs - 1
-    report_checkpoint(args, model, device, class_names, loaders, name, epoch)
+    fitted = report_checkpoint(args, model, device, class_names, loaders, name, epoch)
+    if fitted is not None and best_path is not None and best_path.exists() and utils.is_main_process():
+        checkpoint['calibration'] = fitted  # scripts/predict.py and --eval read it from here
+        utils.atomic_save(checkpoint, best_path)
 
     ema_path = Path(args.output_dir) / 'checkpoint-best-ema.pth' if args.output_dir else None
     if model_ema is not None and args.model_ema_eval and ema_path is not None and ema_path.exists():

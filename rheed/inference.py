@@ -32,6 +32,9 @@ class Classifier:
     args: dict
     device: torch.device
     checkpoint_path: str = ""
+    temperature: float = 1.0              # softmax temperature fitted on validation (rheed.calibration)
+    threshold: float | None = None        # decision threshold for `threshold_class`, fitted on validation
+    threshold_class: str | None = None
 
     @property
     def scaling(self) -> dict:
@@ -49,7 +52,7 @@ class Classifier:
     @torch.inference_mode()
     def predict_tensor(self, x: torch.Tensor) -> np.ndarray:
         logits = self.model(x.to(self.device))
-        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+        return torch.softmax(logits.float() / self.temperature, dim=1).cpu().numpy()
 
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Class probabilities, shape (len(images), num_classes)."""
@@ -139,5 +142,8 @@ def load_classifier(checkpoint_path: str | Path, device: str = "cpu", use_ema: b
         warnings.simplefilter("ignore")
         transform = datasets.build_transform(False, transform_args)
     loader = imageio.make_loader(args.get("bit_scaling") or "percentile", max_value=args.get("bit_max"))
+    calibration = ckpt.get("calibration") or {}
     return Classifier(model=model, transform=transform, loader=loader, class_names=class_names, args=args,
-                      device=torch_device, checkpoint_path=str(path))
+                      device=torch_device, checkpoint_path=str(path),
+                      temperature=float(calibration.get("temperature") or 1.0),
+                      threshold=calibration.get("threshold"), threshold_class=calibration.get("positive_class"))

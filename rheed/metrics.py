@@ -8,27 +8,41 @@ import torch.distributed as dist
 from sklearn.metrics import (balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support,
                              roc_auc_score)
 
+from rheed.calibration import predict_with_threshold
+
 
 def positive_class_index(class_names: Sequence[str], positive_class: str | None = None) -> int:
-    """Index of the class treated as positive for ROC-AUC: the given name, else 'rough', else class 1."""
-    names = list(class_names)
+    """Index of the positive class: the given name, else 'rough', else the one class named *rough*, else class 1.
+
+    scripts/predict.py uses the same rule (rheed.predict.resolve_positive_class), so ROC-AUC, the stored
+    decision threshold and the monitored probability all refer to one class.
+    """
+    names = [str(n) for n in class_names]
     if positive_class is not None:
         return names.index(positive_class)
-    return names.index("rough") if "rough" in names else 1
+    if "rough" in names:
+        return names.index("rough")
+    rough = [i for i, name in enumerate(names) if "rough" in name.lower()]
+    return rough[0] if len(rough) == 1 else 1
 
 
 def compute_metrics(y_true: Sequence[int], probs: np.ndarray, class_names: Sequence[str],
-                    positive_class: str | None = None) -> dict:
+                    positive_class: str | None = None, threshold: float | None = None) -> dict:
     """Accuracy, balanced accuracy, macro-F1, per-class P/R/F1, confusion matrix and (2 classes) ROC-AUC.
 
-    Predictions are argmax(probs). Classes missing from y_true still get entries (zero support, and 0 where
+    Predictions are argmax(probs), or with two classes and a `threshold`: the positive class where its
+    probability is >= threshold (rheed.calibration). Classes missing from y_true still get entries (zero support, and 0 where
     a ratio is undefined); macro-F1 averages over all classes. ROC-AUC is None when y_true holds one class.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     names = [str(n) for n in class_names]
     labels = list(range(len(names)))
-    y_pred = probs.argmax(axis=1) if len(y_true) else np.zeros(0, dtype=np.int64)
+    pos = positive_class_index(names, positive_class) if len(names) == 2 else None
+    if len(y_true):
+        y_pred = predict_with_threshold(probs, pos, threshold if pos is not None else None)
+    else:
+        y_pred = np.zeros(0, dtype=np.int64)
 
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, average=None, zero_division=0)
@@ -47,8 +61,9 @@ def compute_metrics(y_true: Sequence[int], probs: np.ndarray, class_names: Seque
                              "f1": float(f1[i]), "support": int(support[i])} for i, name in enumerate(names)},
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
+    if threshold is not None and pos is not None:
+        metrics["threshold"] = float(threshold)
     if len(names) == 2:
-        pos = positive_class_index(names, positive_class)
         metrics["positive_class"] = names[pos]
         if len(present) == 2:
             metrics["roc_auc"] = float(roc_auc_score(y_true == pos, probs[:, pos]))

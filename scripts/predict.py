@@ -25,7 +25,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "names; default: the last run of digits in the name")
     parser.add_argument("--positive_class", default=None,
                         help="class whose probability is tracked (default: 'rough', or the one class named *rough*)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold for the positive class")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="probability threshold for the positive class (default: the one fitted on the validation "
+                             "set and stored in the checkpoint, else 0.5)")
     parser.add_argument("--smooth_window", type=int, default=5,
                         help="frames in the causal moving average (1 = no smoothing)")
     parser.add_argument("--persist", type=int, default=10,
@@ -39,16 +41,29 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def stored_threshold(classifier, positive_class) -> float:
+    """The checkpoint's validation threshold when it belongs to the tracked class, else 0.5."""
+    from rheed.predict import resolve_positive_class
+
+    if classifier.threshold is None or classifier.threshold_class is None:
+        return 0.5
+    tracked = classifier.class_names[resolve_positive_class(classifier.class_names, positive_class)]
+    return float(classifier.threshold) if tracked == classifier.threshold_class else 0.5
+
+
 def main(args: argparse.Namespace) -> None:
     from rheed.inference import load_classifier
     from rheed.predict import (PredictOptions, check_out_dir, default_out_dir, predict_input, stop_on_signals,
                                watch_folder)
 
-    options = PredictOptions(threshold=args.threshold, smooth_window=args.smooth_window, persist=args.persist,
+    options = PredictOptions(threshold=0.5 if args.threshold is None else args.threshold,
+                             smooth_window=args.smooth_window, persist=args.persist,
                              positive_class=args.positive_class, batch_size=args.batch_size, pattern=args.pattern)
     options.validate()
     check_out_dir(Path(args.out) if args.out else default_out_dir(args.input or args.watch), args.overwrite)
     classifier = load_classifier(args.checkpoint, device=args.device, use_ema=args.ema)
+    if args.threshold is None:
+        options.threshold = stored_threshold(classifier, options.positive_class)
     if args.watch:
         stop = threading.Event()
         with stop_on_signals(stop):

@@ -1,0 +1,101 @@
+"""Training and evaluation transforms for RHEED frames (`--aug_mode rheed` in main_finetune.py).
+
+Upstream's ImageNet recipe (RandAugment, 8-100 % crops, random erasing) is built for colour photos of
+objects. A RHEED frame is a grayscale diffraction pattern whose class is carried by the shape of a few
+small bright features (streaks vs spots), so the RHEED mode keeps the geometry and varies what differs
+between cameras and chambers:
+
+- crops of 50-100 % of the frame area (`--crop_scale`) with an aspect ratio near the frame's own, resized
+  to a square: the whole pattern, squashed like the evaluation view, never a corner of it;
+- horizontal flips (the pattern is left-right symmetric) and vertical flips (cameras are mounted either
+  way up, so the shadow edge can be at the top or the bottom of a frame);
+- rotations of a few degrees (camera and sample alignment);
+- brightness, contrast and gamma (beam current, phosphor ageing, camera gain and response curve);
+- Gaussian blur (focus, phosphor spread) and Gaussian noise (shot and read noise).
+
+No colour operation: the three channels stay identical. Evaluation resizes the whole frame to a square
+(no centre crop that could cut off the pattern).
+"""
+from __future__ import annotations
+
+import random
+
+import torch
+from PIL import Image, ImageFilter
+from torchvision import transforms
+from torchvision.transforms import functional as TF
+
+
+class RandomCropKeepingAspect:
+    """RandomResizedCrop whose aspect-ratio range is centred on the input frame's own aspect ratio."""
+
+    def __init__(self, size: int, scale: tuple = (0.5, 1.0), ratio_spread: float = 1.25):
+        self.size, self.scale, self.spread = size, tuple(scale), ratio_spread
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        aspect = img.width / img.height
+        ratio = (aspect / self.spread, aspect * self.spread)
+        top, left, h, w = transforms.RandomResizedCrop.get_params(img, self.scale, ratio)
+        return TF.resized_crop(img, top, left, h, w, [self.size, self.size],
+                               interpolation=transforms.InterpolationMode.BICUBIC, antialias=True)
+
+
+class RandomGamma:
+    """I -> I ** gamma on [0, 1] intensities, gamma log-uniform in [1/g, g]."""
+
+    def __init__(self, max_gamma: float = 1.5, p: float = 0.5):
+        self.max_gamma, self.p = max_gamma, p
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return img
+        gamma = self.max_gamma ** random.uniform(-1.0, 1.0)
+        return TF.adjust_gamma(img, gamma)
+
+
+class RandomBlur:
+    def __init__(self, max_sigma: float = 1.5, p: float = 0.3):
+        self.max_sigma, self.p = max_sigma, p
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return img
+        return img.filter(ImageFilter.GaussianBlur(radius=random.uniform(0.1, self.max_sigma)))
+
+
+class RandomNoise:
+    """Adds the same Gaussian noise to the three channels of a [0, 1] tensor (a grayscale camera)."""
+
+    def __init__(self, max_std: float = 0.04, p: float = 0.3):
+        self.max_std, self.p = max_std, p
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if random.random() >= self.p:
+            return x
+        noise = torch.randn_like(x[:1]) * random.uniform(0.0, self.max_std)
+        return (x + noise).clamp_(0.0, 1.0)
+
+
+def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0)) -> transforms.Compose:
+    return transforms.Compose([
+        RandomCropKeepingAspect(input_size, scale=crop_scale),
+        transforms.RandomHorizontalFlip(),
+        transforms.RandomVerticalFlip(),
+        transforms.RandomApply([transforms.RandomRotation(5, interpolation=transforms.InterpolationMode.BILINEAR)],
+                               p=0.3),
+        transforms.ColorJitter(brightness=0.3, contrast=0.3),
+        RandomGamma(),
+        RandomBlur(),
+        transforms.ToTensor(),
+        RandomNoise(),
+        transforms.Normalize(mean, std),
+    ])
+
+
+def rheed_eval_transform(input_size: int, mean, std) -> transforms.Compose:
+    return transforms.Compose([
+        transforms.Resize((input_size, input_size), interpolation=transforms.InterpolationMode.BICUBIC,
+                          antialias=True),
+        transforms.ToTensor(),
+        transforms.Normalize(mean, std),
+    ])

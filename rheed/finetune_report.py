@@ -1,0 +1,124 @@
+"""What main_finetune.py writes after training: calibration, metrics JSON, prediction CSVs, console summary.
+
+The caller evaluates the model (engine_finetune.evaluate) and hands the results over; this module only
+turns them into files, so main_finetune.py keeps upstream's shape.
+
+Files in the run folder (main process only):
+- `predictions_<split>.csv`: path, label, pred, names and calibrated class probabilities per frame;
+- `test_metrics<suffix>.json`: test metrics at the stored decision threshold, the argmax metrics, the
+  validation metrics and the calibration;
+- `calibration.json`: temperature, threshold, validation NLL/ECE before and after, reliability bins of
+  the validation and test sets.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rheed import calibration
+from rheed.metrics import compute_metrics, positive_class_index
+
+
+def write_json(path: Path, obj) -> None:
+    """JSON written through a temporary file and a rename, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps(obj, indent=2) + '\n')
+    os.replace(tmp, path)
+
+
+def sample_paths(dataset, indices) -> list[str]:
+    samples = getattr(dataset, 'samples', None)
+    if samples is None:
+        return [str(i) for i in indices]
+    return [os.path.abspath(samples[i][0]) for i in indices]
+
+
+def write_predictions(path: Path, dataset, stats: dict, class_names: Sequence[str]) -> None:
+    """CSV with one row per image: path, label, pred, label_name, pred_name, prob_<class>..."""
+    with open(path, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['path', 'label', 'pred', 'label_name', 'pred_name'] + [f'prob_{c}' for c in class_names])
+        rows = zip(sample_paths(dataset, stats['indices']), stats['labels'], stats['preds'], stats['probs'])
+        for p, y, yhat, prob in rows:
+            writer.writerow([p, int(y), int(yhat), class_names[int(y)], class_names[int(yhat)]]
+                            + [f'{v:.6f}' for v in prob])
+
+
+def print_metrics(title: str, metrics: dict, loss: float) -> None:
+    print(f"===== {title} =====")
+    print(f"samples {metrics['num_samples']}  loss {loss:.4f}  accuracy {metrics['accuracy']:.4f}  "
+          f"balanced accuracy {metrics['balanced_accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
+          + (f"  ROC-AUC {metrics['roc_auc']:.4f}" if metrics.get('roc_auc') is not None else '')
+          + (f"  (threshold {metrics['threshold']:.3f})" if metrics.get('threshold') is not None else ''))
+    for name, m in metrics['per_class'].items():
+        print(f"  {name:>16s}: precision {m['precision']:.4f}  recall {m['recall']:.4f}  f1 {m['f1']:.4f}  "
+              f"support {m['support']}")
+    print(f"  confusion matrix (rows = true, cols = predicted, order {metrics['class_names']}): "
+          f"{metrics['confusion_matrix']}")
+
+
+def fit_calibration(val_stats: dict | None, class_names: Sequence[str]) -> dict | None:
+    """Temperature and (two classes) decision threshold fitted on the validation predictions."""
+    if val_stats is None or len(val_stats['labels']) == 0:
+        return None
+    positive = positive_class_index(class_names) if len(class_names) == 2 else None
+    fitted = calibration.calibrate(val_stats['probs'], val_stats['labels'], positive)
+    fitted['positive_class'] = class_names[positive] if positive is not None else None
+    return fitted
+
+
+def apply_calibration(stats: dict, class_names: Sequence[str], fitted: dict | None) -> dict:
+    """Adds calibrated `probs`, `preds`, `metrics` (at the threshold) and `argmax_metrics` to evaluate() stats."""
+    stats = dict(stats)
+    stats['raw_probs'] = stats['probs']
+    threshold = None
+    if fitted is not None:
+        stats['probs'] = calibration.apply_temperature(stats['probs'], fitted['temperature'])
+        threshold = fitted.get('threshold')
+    stats['argmax_metrics'] = compute_metrics(stats['labels'], stats['probs'], class_names)
+    stats['metrics'] = compute_metrics(stats['labels'], stats['probs'], class_names, threshold=threshold)
+    positive = positive_class_index(class_names) if len(class_names) == 2 else None
+    stats['preds'] = calibration.predict_with_threshold(stats['probs'], positive, threshold)
+    return stats
+
+
+def write_reports(output_dir: Path, results: dict, class_names: Sequence[str], fitted: dict | None,
+                  info: dict, suffix: str = '') -> None:
+    """results: split -> (calibrated stats, dataset). Writes predictions CSVs, test_metrics and calibration."""
+    if not suffix:
+        for split, (stats, dataset) in results.items():
+            write_predictions(output_dir / f'predictions_{split}.csv', dataset, stats, class_names)
+    if fitted is not None and not suffix:
+        record = dict(fitted)
+        for split, (stats, _) in results.items():
+            record[f'{split}_reliability'] = calibration.reliability(stats['probs'], stats['labels'])
+        write_json(output_dir / 'calibration.json', record)
+    if 'test' in results:
+        stats = results['test'][0]
+        report = dict(stats['metrics'])
+        report.update(loss=stats['loss'], split='test', argmax_metrics=stats['argmax_metrics'], **info)
+        if fitted is not None:
+            report['calibration'] = {k: v for k, v in fitted.items() if not k.endswith('_reliability')}
+        if 'val' in results:
+            val_stats = results['val'][0]
+            report['val_metrics'] = dict(val_stats['metrics'], loss=val_stats['loss'])
+        write_json(output_dir / f'test_metrics{suffix}.json', report)
+        print(f"Test metrics written to {output_dir / f'test_metrics{suffix}.json'}")
+
+
+def probs_summary(stats: dict, class_names: Sequence[str]) -> str:
+    """One line on how separated the positive-class probabilities are, per true class."""
+    if len(class_names) != 2 or len(stats['labels']) == 0:
+        return ''
+    pos = positive_class_index(class_names)
+    parts = []
+    for c, name in enumerate(class_names):
+        p = stats['probs'][np.asarray(stats['labels']) == c, pos]
+        if len(p):
+            parts.append(f"true {name}: median p({class_names[pos]}) {np.median(p):.3f}")
+    return '; '.join(parts)
