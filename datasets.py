@@ -162,9 +162,10 @@ def build_transform(is_train: bool, args):
     std = IMAGENET_DEFAULT_STD if imagenet_default_mean_and_std else IMAGENET_INCEPTION_STD
 
     if getattr(args, 'aug_mode', 'upstream') == 'rheed':
+        background = getattr(args, 'subtract_background', False)
         if is_train:
-            return augment.rheed_train_transform(args.input_size, mean, std, tuple(args.crop_scale))
-        return augment.rheed_eval_transform(args.input_size, mean, std)
+            return augment.rheed_train_transform(args.input_size, mean, std, tuple(args.crop_scale), background)
+        return augment.rheed_eval_transform(args.input_size, mean, std, background)
 
     if is_train:
         transform = create_transform(

@@ -142,6 +142,9 @@ def get_args_parser():
                         help='upstream: timm transforms (--aa, --reprob, centre-crop evaluation); rheed: '
                              'rheed.augment (frame-shaped crops of --crop_scale, both flips, small rotations, '
                              'brightness/contrast/gamma, blur, noise; the whole frame resized for evaluation)')
+    parser.add_argument('--subtract_background', type=str2bool, default=False,
+                        help='with --aug_mode rheed: set each frame\'s diffuse background to zero and scale the '
+                             'pattern instead of the mean/std normalisation (rheed.augment.SubtractBackground)')
     parser.add_argument('--crop_scale', default=[0.08, 1.0], type=float, nargs=2, metavar=('MIN', 'MAX'),
                         help='area range of the training RandomResizedCrop (upstream: 0.08 1.0); RHEED frames '
                              'want a larger minimum such as 0.5 so the crop keeps the diffraction pattern')

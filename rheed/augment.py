@@ -76,7 +76,31 @@ class RandomNoise:
         return (x + noise).clamp_(0.0, 1.0)
 
 
-def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0)) -> transforms.Compose:
+class SubtractBackground:
+    """Sets the diffuse background and the dark screen to exactly zero and scales the pattern to [0, 1/0.25].
+
+    level = median + 3 * MAD of the frame; x -> max(x - level, 0) / q99.9, clipped at 1, then divided by
+    0.25 (zero stays zero). Why: ConvNeXt's stem LayerNorm normalises every 4x4 patch to unit variance
+    across channels, so a dark but non-zero background becomes a full-strength feature at every position
+    and swamps the few streak/spot positions after global pooling; a background of exact zeros maps to
+    zero through the stem and the blocks of a freshly initialised model (docs/EXPERIMENTS.md).
+    """
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        gray = x[0]
+        median = gray.median()
+        level = median + 3 * (gray - median).abs().median()
+        y = (x - level).clamp_(min=0.0)
+        top = torch.quantile(y[0].flatten(), 0.999).clamp(min=1e-3)
+        return (y / top).clamp_(max=1.0) / 0.25
+
+
+def _normalize(mean, std, background: bool) -> list:
+    return [SubtractBackground()] if background else [transforms.Normalize(mean, std)]
+
+
+def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0),
+                          background: bool = False) -> transforms.Compose:
     return transforms.Compose([
         RandomCropKeepingAspect(input_size, scale=crop_scale),
         transforms.RandomHorizontalFlip(),
@@ -88,14 +112,14 @@ def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0)) -> 
         RandomBlur(),
         transforms.ToTensor(),
         RandomNoise(),
-        transforms.Normalize(mean, std),
+        *_normalize(mean, std, background),
     ])
 
 
-def rheed_eval_transform(input_size: int, mean, std) -> transforms.Compose:
+def rheed_eval_transform(input_size: int, mean, std, background: bool = False) -> transforms.Compose:
     return transforms.Compose([
         transforms.Resize((input_size, input_size), interpolation=transforms.InterpolationMode.BICUBIC,
                           antialias=True),
         transforms.ToTensor(),
-        transforms.Normalize(mean, std),
+        *_normalize(mean, std, background),
     ])

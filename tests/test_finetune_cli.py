@@ -59,6 +59,15 @@ def test_full_cpu_finetune(tiny_split, tmp_path):
     assert set(report["per_class"]) == {"rough", "smooth"}
     assert (out / "test_metrics_ema.json").is_file()
 
+    # calibration fitted on val: stored in the checkpoint and calibration.json, used for the test metrics
+    fitted = best["calibration"]
+    assert fitted["positive_class"] == "rough" and 0.0 < fitted["threshold"] < 1.0 and fitted["temperature"] > 0
+    assert fitted["val_nll_after"] <= fitted["val_nll_before"] + 1e-9
+    assert report["calibration"]["threshold"] == pytest.approx(fitted["threshold"])
+    assert report["threshold"] == pytest.approx(fitted["threshold"]) and "argmax_metrics" in report
+    assert set(json.loads((out / "calibration.json").read_text())) >= {"temperature", "threshold", "val_reliability",
+                                                                     "test_reliability"}
+
     for split in ["test", "val"]:
         with open(out / f"predictions_{split}.csv") as f:
             rows = list(csv.DictReader(f))
@@ -70,6 +79,8 @@ def test_full_cpu_finetune(tiny_split, tmp_path):
         rows = list(csv.DictReader(f))
     accuracy = sum(r["label"] == r["pred"] for r in rows) / len(rows)
     assert accuracy == pytest.approx(report["accuracy"])
+    # the CSV's pred is the thresholded decision on the calibrated probability
+    assert all((r["pred_name"] == "rough") == (float(r["prob_rough"]) >= fitted["threshold"]) for r in rows)
 
     # --eval true on the best checkpoint reproduces the final report (in-process to save a start-up)
     from main_finetune import get_args_parser, main

@@ -1,0 +1,61 @@
+"""The RHEED transforms (--aug_mode rheed, --subtract_background) and their use by build_transform."""
+import argparse
+
+import numpy as np
+import torch
+from PIL import Image
+
+import datasets
+from rheed import augment
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def streak_frame(width=160, height=120, seed=0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    x = np.arange(width)
+    img = 20 + rng.normal(0, 2, (height, width))
+    for cx in (40, 80, 120):
+        img[10:100] += 200 * np.exp(-((x - cx) ** 2) / 4.0)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).convert('RGB')
+
+
+def args_for(mode, background=False, size=64):
+    return argparse.Namespace(aug_mode=mode, subtract_background=background, input_size=size, crop_scale=[0.5, 1.0],
+                              imagenet_default_mean_and_std=True, color_jitter=None, aa='', reprob=0.0,
+                              remode='pixel', recount=1, train_interpolation='bicubic', crop_pct=None)
+
+
+def test_train_transform_keeps_gray_and_size():
+    torch.manual_seed(0)
+    transform = datasets.build_transform(True, args_for('rheed'))
+    for _ in range(10):
+        x = transform(streak_frame())
+        assert x.shape == (3, 64, 64)
+        gray = [x[c] * STD[c] + MEAN[c] for c in range(3)]
+        torch.testing.assert_close(gray[0], gray[1], atol=1e-5, rtol=0)
+        torch.testing.assert_close(gray[0], gray[2], atol=1e-5, rtol=0)
+
+
+def test_eval_transform_keeps_the_whole_frame():
+    frame = streak_frame()
+    x = datasets.build_transform(False, args_for('rheed'))(frame)
+    assert x.shape == (3, 64, 64)
+    # all three streaks survive (a centre crop of a 4:3 frame would cut the outer ones)
+    profile = x[0].mean(dim=0)
+    peaks = [i for i in range(1, 63) if profile[i] > profile[i - 1] and profile[i] >= profile[i + 1]
+             and profile[i] > profile.mean() + profile.std()]
+    assert len(peaks) == 3
+
+
+def test_subtract_background_zeroes_the_background_and_keeps_streaks():
+    x = datasets.build_transform(False, args_for('rheed', background=True))(streak_frame())
+    assert float(x.min()) == 0.0
+    assert float((x == 0).float().mean()) > 0.5  # the dark screen and diffuse background are exactly zero
+    assert float(x.max()) == 4.0  # the brightest 0.1 % of the pattern saturate at 1 / 0.25
+
+
+def test_upstream_mode_is_unchanged():
+    transform = datasets.build_transform(False, args_for('upstream'))
+    names = [type(t).__name__ for t in transform.transforms]
+    assert names == ['Resize', 'CenterCrop', 'ToTensor', 'Normalize']
