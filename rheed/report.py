@@ -22,6 +22,7 @@ from rheed.plotting import (HATCHES, Labels, figure_style, integer_ticks, new_fi
 LOG_FILE = "log.txt"
 METRICS_FILE = "test_metrics.json"
 MANIFEST_FILE = "manifest.csv"
+CALIBRATION_FILE = "calibration.json"
 PREDICTION_FILES = {"test": "predictions_test.csv", "val": "predictions_val.csv"}
 
 
@@ -310,6 +311,24 @@ def plot_roc_pr(sets: list[tuple[str, np.ndarray, np.ndarray]], positive: str, l
     return fig
 
 
+def plot_reliability(record: dict, labels: Labels):
+    """Accuracy vs confidence per bin for the splits in calibration.json (after temperature scaling)."""
+    fig = new_figure(4.2, 4.0)
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="0.5", linestyle=(0, (1, 2)), linewidth=1, label=labels("ideal"))
+    for i, split in enumerate(("val", "test")):
+        rel = record.get(f"{split}_reliability")
+        if not rel:
+            continue
+        bins = [b for b in rel["bins"] if b["count"]]
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins],
+                label=f"{labels('set_' + split)} (ECE = {rel['ece']:.3f})", **series_style(i))
+    ax.set(title=labels("reliability", record.get("temperature", 1.0)), xlabel=labels("confidence"),
+           ylabel=labels("bin_accuracy"), xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal")
+    ax.legend(loc="upper left")
+    return fig
+
+
 def plot_wrong_frames(preds: Predictions, labels: Labels, count: int = 16, columns: int = 4):
     """Grid of the misclassified test frames with the highest probability for the wrong class."""
     wrong = np.flatnonzero(preds.preds != preds.labels)
@@ -482,6 +501,9 @@ def make_report(run_dir: Path, out_dir: Path | None = None, lang: str = "en", ma
                     if len(np.unique(p.labels)) == 2]
             if sets:
                 written += save_figure(plot_roc_pr(sets, positive, labels), out_dir, "roc_pr", dpi)
+        if (run_dir / CALIBRATION_FILE).is_file():
+            written += save_figure(plot_reliability(read_json(run_dir / CALIBRATION_FILE), labels), out_dir,
+                                   "reliability", dpi)
         manifest_path = find_manifest(preds["test"], test_metrics, manifest)
         if manifest_path is not None:
             entries = read_manifest(manifest_path)

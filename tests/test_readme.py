@@ -1,4 +1,4 @@
-"""The README cannot rot: every command in its shell blocks names an existing file and only options that exist."""
+"""The README and docs/*.md cannot rot: every command in their shell blocks names an existing file and only options that exist."""
 import re
 import shlex
 from functools import lru_cache
@@ -12,7 +12,7 @@ PYTHON = re.compile(r"^(\.venv/bin/)?python3?$")
 
 
 def readme_commands() -> list[str]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    text = "\n".join(p.read_text(encoding="utf-8") for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
     commands = []
     for block in re.findall(r"```(?:bash|sh)\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():

@@ -188,3 +188,16 @@ def test_report_without_manifest_or_val_predictions(tmp_path):
     names = {p.name for p in make_report(run, dpi=60)}
     assert "fine_class_breakdown.csv" not in names
     assert {"confusion_val.png", "roc_pr.png", "metrics.csv"} <= names  # val matrix from test_metrics.json
+
+
+def test_reliability_diagram_from_calibration_json(tmp_path):
+    from rheed import calibration
+    run = make_fake_run(tmp_path)
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    labels = np.array([0, 1, 1, 1])
+    record = dict(calibration.calibrate(probs, labels, positive=0),
+                  val_reliability=calibration.reliability(probs, labels),
+                  test_reliability=calibration.reliability(probs, labels))
+    (run / "calibration.json").write_text(json.dumps(record))
+    run_cli(["scripts/make_report.py", run], check=True)
+    assert (run / "report" / "reliability.png").stat().st_size > 0
