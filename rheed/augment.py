@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import torch
 from PIL import Image, ImageFilter
 from torchvision import transforms
@@ -77,30 +78,47 @@ class RandomNoise:
 
 
 class SubtractBackground:
-    """Sets the diffuse background and the dark screen to exactly zero and scales the pattern to [0, 1/0.25].
+    """Sets the diffuse background and the dark screen of a whole frame to exactly zero.
 
-    level = median + 3 * MAD of the frame; x -> max(x - level, 0) / q99.9, clipped at 1, then divided by
-    0.25 (zero stays zero). Why: ConvNeXt's stem LayerNorm normalises every 4x4 patch to unit variance
-    across channels, so a dark but non-zero background becomes a full-strength feature at every position
-    and swamps the few streak/spot positions after global pooling; a background of exact zeros maps to
-    zero through the stem and the blocks of a freshly initialised model (docs/EXPERIMENTS.md).
+    level = median + 3 * MAD of the frame; x -> max(x - level, 0) / q99.9, clipped at 1 (an 8-bit RGB
+    image again). It runs on the whole frame, before any crop: estimated on a crop, the level and scale
+    change from crop to crop and the model learns nothing (docs/EXPERIMENTS.md). Why zero: ConvNeXt's stem
+    LayerNorm normalises every 4x4 patch to unit variance across channels, so a dark but non-zero
+    background becomes a full-strength feature at every position and swamps the few streak/spot positions
+    after global pooling; a background of exact zeros maps to zero through a freshly initialised model.
     """
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        gray = x[0]
-        median = gray.median()
-        level = median + 3 * (gray - median).abs().median()
-        y = (x - level).clamp_(min=0.0)
-        top = torch.quantile(y[0].flatten(), 0.999).clamp(min=1e-3)
-        return (y / top).clamp_(max=1.0) / 0.25
+    def __call__(self, img: Image.Image) -> Image.Image:
+        gray = np.asarray(img.convert('L'), dtype=np.float32)
+        median = np.median(gray)
+        level = median + 3 * np.median(np.abs(gray - median))
+        y = np.clip(gray - level, 0.0, None)
+        top = max(float(np.percentile(y, 99.9)), 1.0)
+        out = np.clip(y / top, 0.0, 1.0) * 255.0
+        return Image.fromarray(np.round(out).astype(np.uint8)).convert('RGB')
 
 
-def _normalize(mean, std, background: bool) -> list:
-    return [SubtractBackground()] if background else [transforms.Normalize(mean, std)]
+# With background subtraction the input stays non-negative with an exact-zero background: no mean is
+# subtracted, and no operation that would lift the background (contrast blend, additive noise) is used.
+BACKGROUND_MEAN, BACKGROUND_STD = (0.0, 0.0, 0.0), (0.25, 0.25, 0.25)
 
 
 def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0),
                           background: bool = False) -> transforms.Compose:
+    if background:
+        return transforms.Compose([
+            SubtractBackground(),
+            RandomCropKeepingAspect(input_size, scale=crop_scale),
+            transforms.RandomHorizontalFlip(),
+            transforms.RandomVerticalFlip(),
+            transforms.RandomApply([transforms.RandomRotation(5, interpolation=transforms.InterpolationMode.BILINEAR)],
+                                   p=0.3),
+            transforms.ColorJitter(brightness=0.3),
+            RandomGamma(),
+            RandomBlur(),
+            transforms.ToTensor(),
+            transforms.Normalize(BACKGROUND_MEAN, BACKGROUND_STD),
+        ])
     return transforms.Compose([
         RandomCropKeepingAspect(input_size, scale=crop_scale),
         transforms.RandomHorizontalFlip(),
@@ -112,14 +130,18 @@ def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0),
         RandomBlur(),
         transforms.ToTensor(),
         RandomNoise(),
-        *_normalize(mean, std, background),
+        transforms.Normalize(mean, std),
     ])
 
 
 def rheed_eval_transform(input_size: int, mean, std, background: bool = False) -> transforms.Compose:
+    first = [SubtractBackground()] if background else []
+    if background:
+        mean, std = BACKGROUND_MEAN, BACKGROUND_STD
     return transforms.Compose([
+        *first,
         transforms.Resize((input_size, input_size), interpolation=transforms.InterpolationMode.BICUBIC,
                           antialias=True),
         transforms.ToTensor(),
-        *_normalize(mean, std, background),
+        transforms.Normalize(mean, std),
     ])

@@ -52,7 +52,17 @@ def test_subtract_background_zeroes_the_background_and_keeps_streaks():
     x = datasets.build_transform(False, args_for('rheed', background=True))(streak_frame())
     assert float(x.min()) == 0.0
     assert float((x == 0).float().mean()) > 0.5  # the dark screen and diffuse background are exactly zero
-    assert float(x.max()) == 4.0  # the brightest 0.1 % of the pattern saturate at 1 / 0.25
+    assert 2.0 < float(x.max()) <= 4.0  # the pattern is scaled to [0, 1] / 0.25 before resizing
+    full = np.asarray(augment.SubtractBackground()(streak_frame()))
+    assert full.max() == 255 and (full == 0).mean() > 0.5
+    assert np.array_equal(full[..., 0], full[..., 2])  # still gray
+
+
+def test_subtract_background_happens_on_the_whole_frame_before_the_crop():
+    transform = datasets.build_transform(True, args_for('rheed', background=True))
+    assert type(transform.transforms[0]).__name__ == 'SubtractBackground'
+    x = transform(streak_frame())
+    assert x.shape == (3, 64, 64) and float(x.min()) == 0.0
 
 
 def test_upstream_mode_is_unchanged():
