@@ -105,32 +105,19 @@ BACKGROUND_MEAN, BACKGROUND_STD = (0.0, 0.0, 0.0), (0.25, 0.25, 0.25)
 
 def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0),
                           background: bool = False) -> transforms.Compose:
-    if background:
-        return transforms.Compose([
-            SubtractBackground(),
-            RandomCropKeepingAspect(input_size, scale=crop_scale),
-            transforms.RandomHorizontalFlip(),
-            transforms.RandomVerticalFlip(),
-            transforms.RandomApply([transforms.RandomRotation(5, interpolation=transforms.InterpolationMode.BILINEAR)],
-                                   p=0.3),
-            transforms.ColorJitter(brightness=0.3),
-            RandomGamma(),
-            RandomBlur(),
-            transforms.ToTensor(),
-            transforms.Normalize(BACKGROUND_MEAN, BACKGROUND_STD),
-        ])
+    rotate = transforms.RandomRotation(5, interpolation=transforms.InterpolationMode.BILINEAR)
     return transforms.Compose([
+        *([SubtractBackground()] if background else []),
         RandomCropKeepingAspect(input_size, scale=crop_scale),
         transforms.RandomHorizontalFlip(),
         transforms.RandomVerticalFlip(),
-        transforms.RandomApply([transforms.RandomRotation(5, interpolation=transforms.InterpolationMode.BILINEAR)],
-                               p=0.3),
-        transforms.ColorJitter(brightness=0.3, contrast=0.3),
+        transforms.RandomApply([rotate], p=0.3),
+        transforms.ColorJitter(brightness=0.3, contrast=0.0 if background else 0.3),
         RandomGamma(),
         RandomBlur(),
         transforms.ToTensor(),
-        RandomNoise(),
-        transforms.Normalize(mean, std),
+        *([] if background else [RandomNoise()]),
+        transforms.Normalize(*((BACKGROUND_MEAN, BACKGROUND_STD) if background else (mean, std))),
     ])
 
 

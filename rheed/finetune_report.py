@@ -13,7 +13,6 @@ Files in the run folder (main process only):
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -22,13 +21,7 @@ import numpy as np
 
 from rheed import calibration
 from rheed.metrics import compute_metrics, positive_class_index
-
-
-def write_json(path: Path, obj) -> None:
-    """JSON written through a temporary file and a rename, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(obj, indent=2) + '\n')
-    os.replace(tmp, path)
+from rheed.predict import write_json_atomic as write_json
 
 
 def sample_paths(dataset, indices) -> list[str]:
