@@ -112,6 +112,11 @@ def get_args_parser():
     # * Finetuning params
     parser.add_argument('--finetune', default='', help='finetune from checkpoint (FCMAE or classifier)')
     parser.add_argument('--head_init_scale', default=0.001, type=float, help='classifier head initial scale')
+    parser.add_argument('--train_stem_bias', type=str2bool, default=True,
+                        help='false: keep the stem convolution bias at its initial value. With '
+                             '--subtract_background the background patches are all zero, the stem '
+                             'LayerNorm sees zero-variance inputs there and the bias gets ~1000x the '
+                             'gradient of any other tensor, which stalls training from scratch')
     parser.add_argument('--model_key', default='model|module', type=str,
                         help='which key to load from saved state dict (unused, as upstream: always "model")')
     parser.add_argument('--model_prefix', default='', type=str)
@@ -365,6 +370,8 @@ def main(args):
         trunc_normal_(model.head.weight, std=2e-5)
         torch.nn.init.constant_(model.head.bias, 0.)
 
+    if not args.train_stem_bias:
+        model.downsample_layers[0][0].bias.requires_grad_(False)
     model.to(device)
 
     model_ema = None

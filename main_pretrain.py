@@ -21,6 +21,7 @@ from timm.optim.optim_factory import add_weight_decay
 import models.fcmae as fcmae
 import utils
 from engine_pretrain import train_one_epoch
+from rheed import augment
 from rheed.errors import UserError
 from rheed.imageio import IMAGE_EXTENSIONS, SCALING_MODES, ImageListDataset, list_images, make_loader, verify_files
 from utils import NativeScalerWithGradNormCount as NativeScaler
@@ -77,6 +78,10 @@ def get_args_parser():
                         help='white level for --bit_scaling fixed (e.g. 4095 for 12-bit frames)')
     parser.add_argument('--skip_corrupt', type=str2bool, default=False,
                         help='leave unreadable image files out instead of stopping')
+    parser.add_argument('--subtract_background', type=str2bool, default=False,
+                        help='set each whole frame\'s diffuse background to one constant before cropping, '
+                             'as main_finetune.py --aug_mode rheed --subtract_background does; pre-train '
+                             'with it when the fine-tuning run will use it')
     parser.add_argument('--output_dir', default='',
                         help='path where to save, empty for no saving')
     parser.add_argument('--log_dir', default=None,
@@ -172,13 +177,16 @@ def resolve_pretrain_files(data_path, unlabeled_data_path=None):
     return files
 
 
-def build_pretrain_transform(input_size):
+def build_pretrain_transform(input_size, subtract_background=False):
+    mean, std = ((augment.BACKGROUND_MEAN, augment.BACKGROUND_STD) if subtract_background
+                 else (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD))
     return transforms.Compose([
+        *([augment.SubtractBackground()] if subtract_background else []),
         transforms.RandomResizedCrop(input_size, scale=(0.2, 1.0),
                                      interpolation=transforms.InterpolationMode.BICUBIC),
         transforms.RandomHorizontalFlip(),
         transforms.ToTensor(),
-        transforms.Normalize(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD),
+        transforms.Normalize(mean=mean, std=std),
     ])
 
 
@@ -234,7 +242,7 @@ def main(args):
     files = verified_files(args)
     num_tasks = utils.get_world_size()
     global_rank = utils.get_rank()
-    dataset_train = ImageListDataset(files, transform=build_pretrain_transform(args.input_size),
+    dataset_train = ImageListDataset(files, transform=build_pretrain_transform(args.input_size, args.subtract_background),
                                      loader=make_loader(args.bit_scaling, max_value=args.bit_max))
     print(f"Pre-training on {len(dataset_train)} images")
     if len(dataset_train) < args.batch_size * num_tasks:

@@ -78,7 +78,7 @@ class RandomNoise:
 
 
 class SubtractBackground:
-    """Sets the diffuse background and the dark screen of a whole frame to one constant (zero here).
+    """Sets the diffuse background and the dark screen of a whole frame to exactly zero.
 
     level = median + 3 * MAD of the frame; x -> max(x - level, 0) / q99.9, clipped at 1 (an 8-bit RGB
     image again). It runs on the whole frame, before any crop: estimated on a crop, the level and scale
@@ -98,13 +98,12 @@ class SubtractBackground:
         return Image.fromarray(np.round(out).astype(np.uint8)).convert('RGB')
 
 
-# With background subtraction the background is one constant value, so no operation that would make
-# it uneven (contrast blend, additive noise) is used. The constant is -0.4 after normalisation, not 0:
-# an all-zero patch gives the stem LayerNorm a zero-variance input, its gradient is amplified by
-# 1/sqrt(eps) (the stem conv bias gets ~1000x the gradient of any other tensor) and the predictions
-# swing from class to class; a constant much below -0.4 (mean 0.5 -> -2) swamps the pattern tokens.
-# Measured on five small sets (docs/EXPERIMENTS.md): mean 0.1 learns best, 0.02 and 0.5 do not.
-BACKGROUND_MEAN, BACKGROUND_STD = (0.1, 0.1, 0.1), (0.25, 0.25, 0.25)
+# With background subtraction the input stays non-negative with an exact-zero background: no mean is
+# subtracted, and no operation that would lift the background (contrast blend, additive noise) is used.
+# A constant below zero (mean 0.1 -> -0.4) helps frames with a wide pattern but stops learning on sparse
+# ones (89 % background), because the background token then dominates global pooling; the zero-variance
+# stem LayerNorm input of an all-zero patch is handled by main_finetune.py --train_stem_bias false.
+BACKGROUND_MEAN, BACKGROUND_STD = (0.0, 0.0, 0.0), (0.25, 0.25, 0.25)
 
 
 def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0),

@@ -2,7 +2,7 @@
 # Fine-tuning on the CPU (laptop): small images, a few minutes on a few hundred
 # frames. The recipe is the small-data RHEED recipe measured in docs/EXPERIMENTS.md:
 # background subtraction and RHEED augmentations, a full-scale classifier head,
-# AdamW at lr 5e-4 with a one-epoch warm-up, light regularisation. It learns from
+# AdamW at lr 2e-4 with a one-epoch warm-up, light regularisation. It learns from
 # scratch; a pre-trained FINETUNE checkpoint starts it further along. The
 # quick-start runs its fine-tuning step through this script.
 #
@@ -11,8 +11,8 @@
 #
 # Variables (default): MODEL (convnextv2_atto), DATA (data_rheed_split),
 # OUTPUT (outputs/finetune_cpu), FINETUNE (empty: from scratch), EPOCHS (30),
-# BATCH (16), LR (5e-4: absolute peak lr, not scaled with BATCH), BLR (empty; when set it
-# replaces LR and is scaled by BATCH/256 as upstream's --blr), INPUT_SIZE (64),
+# BATCH (16), LR (2e-4: absolute peak lr, not scaled with BATCH), BLR (empty; when set it
+# replaces LR and is scaled by BATCH/256 as upstream's --blr), INPUT_SIZE (128),
 # NB_CLASSES (empty: from the class folders), NUM_WORKERS (2),
 # WARMUP_EPOCHS (1), EXTRA_ARGS (appended as is), PYTHON (python), DRY_RUN=1 (print only).
 # GPUS is ignored.
@@ -26,9 +26,9 @@ OUTPUT="${OUTPUT:-outputs/finetune_cpu}"
 FINETUNE="${FINETUNE:-}"
 EPOCHS="${EPOCHS:-30}"
 BATCH="${BATCH:-16}"
-LR="${LR:-5e-4}"
+LR="${LR:-2e-4}"
 BLR="${BLR:-}"
-INPUT_SIZE="${INPUT_SIZE:-64}"
+INPUT_SIZE="${INPUT_SIZE:-128}"
 NB_CLASSES="${NB_CLASSES:-}"
 NUM_WORKERS="${NUM_WORKERS:-2}"
 WARMUP_EPOCHS="${WARMUP_EPOCHS:-1}"
@@ -45,7 +45,7 @@ cmd=("$PYTHON" main_finetune.py --device cpu
     --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
     --epochs "$EPOCHS" --warmup_epochs "$WARMUP_EPOCHS" --batch_size "$BATCH"
     --input_size "$INPUT_SIZE" --aug_mode rheed --subtract_background true --crop_scale 0.5 1.0
-    --head_init_scale 1.0 --weight_decay 0.05 --drop_path 0 --layer_decay 1.0
+    --head_init_scale 1.0 --train_stem_bias false --weight_decay 0.05 --drop_path 0 --layer_decay 1.0
     --smoothing 0 --mixup 0 --cutmix 0
     --class_weights auto --best_metric macro_f1
     --num_workers "$NUM_WORKERS" --pin_mem false)

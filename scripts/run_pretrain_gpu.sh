@@ -34,11 +34,13 @@ fi
 
 # Upstream's pre-training recipe (mask ratio 0.6, blr 1.5e-4, 40 warmup epochs,
 # normalized-pixel loss) with fewer epochs than ImageNet's 800-1600.
+# Background subtraction as in the fine-tuning launchers, so the encoder is
+# pre-trained on the input it will be fine-tuned on.
 cmd=(torchrun --standalone --nproc_per_node="$GPUS" main_pretrain.py
     --model "$MODEL" --data_path "$DATA"
     --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
     --epochs "$EPOCHS" --warmup_epochs 40 --batch_size "$BATCH" --blr "$BLR" --input_size "$INPUT_SIZE"
-    --mask_ratio 0.6 --weight_decay 0.05
+    --mask_ratio 0.6 --weight_decay 0.05 --subtract_background true
     --num_workers "$NUM_WORKERS")
 if [ -n "$UNLABELED" ]; then cmd+=(--unlabeled_data_path "$UNLABELED"); fi
 # shellcheck disable=SC2206  # EXTRA_ARGS is split on spaces on purpose
