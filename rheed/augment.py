@@ -82,10 +82,11 @@ class SubtractBackground:
 
     level = median + 3 * MAD of the frame; x -> max(x - level, 0) / q99.9, clipped at 1 (an 8-bit RGB
     image again). It runs on the whole frame, before any crop: estimated on a crop, the level and scale
-    change from crop to crop and the model learns nothing (docs/EXPERIMENTS.md). Why a constant: ConvNeXt's
-    stem LayerNorm normalises every 4x4 patch to unit variance across channels, so a dark, noisy background
+    change from crop to crop and the model learns nothing (docs/EXPERIMENTS.md). Why: ConvNeXt's stem
+    LayerNorm normalises every 4x4 patch to unit variance across channels, so a dark, noisy background
     becomes a full-strength random feature at every position and swamps the few streak/spot positions
-    after global pooling; a constant background is one and the same token in every frame.
+    after global pooling. An all-zero patch has the opposite problem (zero variance, see
+    main_finetune.py --train_stem_bias), which the launchers handle by keeping the stem bias fixed.
     """
 
     def __call__(self, img: Image.Image) -> Image.Image:

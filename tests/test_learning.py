@@ -2,6 +2,7 @@
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ def write_split(root, seed=0):
 
 def test_cpu_launcher_defaults_learn_streaks_vs_spots_from_scratch(tmp_path):
     data, out = write_split(tmp_path / "data"), tmp_path / "run"
-    env = dict(os.environ, PYTHON=os.sys.executable, DATA=str(data), OUTPUT=str(out), EPOCHS="15",
+    env = dict(os.environ, PYTHON=sys.executable, DATA=str(data), OUTPUT=str(out), EPOCHS="15",
                INPUT_SIZE="64", BATCH="8", NUM_WORKERS="0", OMP_NUM_THREADS="2")
     proc = subprocess.run(["bash", "scripts/run_finetune_cpu.sh"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
