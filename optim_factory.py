@@ -115,7 +115,8 @@ def create_optimizer(args, model, get_num_layer=None, get_layer_scale=None, filt
                         f"{name.replace('fused', '')} instead (e.g. adamw)")
 
     weight_decay = args.weight_decay
-    if weight_decay and filter_bias_and_bn:
+    # groups also without weight decay: layer-wise lr decay lives in their lr_scale
+    if filter_bias_and_bn and (weight_decay or get_num_layer is not None):
         skip = {}
         if skip_list is not None:
             skip = skip_list

@@ -124,3 +124,16 @@ def test_apex_optimizer_refused():
     with pytest.raises(UserError, match='apex'):
         create_optimizer(opt_args(opt='fusedlamb'), torch.nn.Linear(2, 2))
     assert 'fusedadam' in optim_factory.APEX_OPTIMIZER_NAMES
+
+
+def test_layer_decay_kept_without_weight_decay():
+    model = convnextv2.convnextv2_atto()
+    num_layers = sum(model.depths)
+    values = [0.5 ** (num_layers + 1 - i) for i in range(num_layers + 2)]
+    assigner = LayerDecayValueAssigner(values, depths=model.depths, layer_decay_type='single')
+    optimizer = create_optimizer(opt_args(weight_decay=0.0), model, get_num_layer=assigner.get_layer_id,
+                                 get_layer_scale=assigner.get_scale)
+    scales = {g['lr_scale'] for g in optimizer.param_groups}
+    assert len(scales) == num_layers + 1 and set(scales) <= set(values)
+    assert min(scales) < 1e-3 and max(scales) == 1.0  # stem far below the head
+    assert all(g['weight_decay'] == 0.0 for g in optimizer.param_groups)
