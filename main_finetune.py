@@ -331,6 +331,9 @@ def main(args):
     if test_path:
         args.test_data_path = test_path
         dataset_test, _ = build_dataset(is_train=False, args=args, split='test')
+    if args.best_metric == 'roc_auc' and args.nb_classes != 2 and not args.disable_eval:
+        raise UserError(f"--best_metric roc_auc needs 2 classes, the data has {args.nb_classes}; "
+                        f"use macro_f1, balanced_accuracy, accuracy or loss")
     class_counts = np.bincount(np.asarray(dataset_train.targets), minlength=args.nb_classes).tolist()
     print(f"Classes: {class_names}, training images per class: {class_counts}")
 

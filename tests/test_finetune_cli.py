@@ -187,3 +187,15 @@ def test_bad_inputs_raise_user_error(case, tiny_split, mismatched_split, fcmae_c
         main(args)
     assert "\n" not in str(err.value)
     assert not out.exists()
+
+
+def test_roc_auc_selection_with_three_classes_fails_before_training(tmp_path):
+    root = tmp_path / "three"
+    for split in ("train", "val"):
+        make_image_folder(root / split, classes=("mixed", "rough", "smooth"), n_per_class=(2, 2, 2), size=32)
+    out = tmp_path / "out"
+    proc = run_cli(BASE + ["--data_path", root, "--epochs", "1", "--output_dir", out, "--best_metric", "roc_auc"])
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    line = last_error_line(proc)
+    assert "--best_metric roc_auc" in line and "2 classes" in line, proc.stderr[-2000:]
+    assert not out.exists()
