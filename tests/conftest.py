@@ -49,6 +49,18 @@ def tiny_split(tmp_path_factory) -> Path:
     return root
 
 
+LAUNCHER_VARIABLES = ("GPUS", "MODEL", "DATA", "OUTPUT", "FINETUNE", "EPOCHS", "BATCH", "LR", "BLR", "INPUT_SIZE",
+                      "NB_CLASSES", "NUM_WORKERS", "WARMUP_EPOCHS", "UNLABELED", "EXTRA_ARGS", "DRY_RUN")
+
+
+def run_launcher(script: str, env=None, args=(), cwd=REPO, timeout=120) -> subprocess.CompletedProcess:
+    """Runs `bash scripts/<script>` with only the given launcher variables set (none leak in from the shell)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
+    full_env.update(env or {})
+    return subprocess.run(["bash", str(REPO / "scripts" / script), *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
 def run_cli(args, cwd=REPO, timeout=600, env=None, check=False) -> subprocess.CompletedProcess:
     """Runs `python <args>` from the repo root and returns the completed process (text output)."""
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")

@@ -1,13 +1,11 @@
 """Launchers: the command each one prints must parse with its target's own argument parser."""
-import os
 import shlex
-import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, run_launcher
 
 import main_finetune  # noqa: E402  (conftest puts the repo on sys.path)
 import main_pretrain  # noqa: E402
@@ -17,10 +15,7 @@ OVERRIDES = {"GPUS": "2", "MODEL": "convnextv2_tiny", "DATA": "my_split", "OUTPU
 
 
 def launch(script: str, env=None, args=(), cwd=REPO):
-    full_env = {k: v for k, v in os.environ.items() if k not in OVERRIDES and k != "FINETUNE"}
-    full_env.update(env or {})
-    return subprocess.run(["bash", str(REPO / "scripts" / script), *map(str, args)], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return run_launcher(script, env=env, args=args, cwd=cwd)
 
 
 def printed_command(stdout: str) -> list:

@@ -1,14 +1,12 @@
 """The launchers' own defaults must learn an easy RHEED-like task from scratch (issue #10)."""
 import json
-import os
-import subprocess
 import sys
 
 import numpy as np
 import torch
 from PIL import Image
 
-from conftest import REPO, run_cli
+from conftest import run_cli, run_launcher
 
 
 def rheed_like_frame(rng: np.random.Generator, rough: bool, h: int = 90, w: int = 120) -> np.ndarray:
@@ -43,10 +41,9 @@ def write_split(root, seed=0):
 
 def test_cpu_launcher_defaults_learn_streaks_vs_spots_from_scratch(tmp_path):
     data, out = write_split(tmp_path / "data"), tmp_path / "run"
-    env = dict(os.environ, PYTHON=sys.executable, DATA=str(data), OUTPUT=str(out), EPOCHS="15",
-               INPUT_SIZE="64", BATCH="8", NUM_WORKERS="0", OMP_NUM_THREADS="2")
-    proc = subprocess.run(["bash", "scripts/run_finetune_cpu.sh"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+    env = dict(PYTHON=sys.executable, DATA=str(data), OUTPUT=str(out), EPOCHS="15", INPUT_SIZE="64", BATCH="8",
+               NUM_WORKERS="0", OMP_NUM_THREADS="2")
+    proc = run_launcher("run_finetune_cpu.sh", env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((out / "test_metrics.json").read_text())
     print(f"launcher defaults, 15 epochs x 4 steps: test macro-F1 {metrics['macro_f1']:.3f}, "

@@ -1,19 +1,16 @@
 """The README's quick-start path, end to end at a reduced size (every step but the virtualenv/pip one)."""
 import json
-import os
-import subprocess
 import sys
 
-from conftest import REPO
+from conftest import run_launcher
 
 
 def test_quickstart_runs_end_to_end_at_reduced_size(tmp_path):
     out = tmp_path / "quickstart"
-    env = dict(os.environ, QUICK_PYTHON=sys.executable, QUICK_OUT=str(out), QUICK_SCALE="0.05",
+    env = dict(QUICK_PYTHON=sys.executable, QUICK_OUT=str(out), QUICK_SCALE="0.05",
                QUICK_SIZE="64", QUICK_EPOCHS_PRE="1", QUICK_EPOCHS="1", QUICK_BATCH="16", QUICK_WORKERS="0",
                OMP_NUM_THREADS="2", PYTHONUNBUFFERED="1")
-    proc = subprocess.run(["bash", "scripts/quickstart.sh"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600, stdin=subprocess.DEVNULL)
+    proc = run_launcher("quickstart.sh", env=env, timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
 
