@@ -70,3 +70,46 @@ def test_readme_command_targets_exist_and_options_are_known(command):
     text = help_text(target)
     for flag in flags:
         assert re.search(re.escape(flag) + r"\b", text), f"{target} has no option {flag} (README: {command})"
+
+
+DOC_PAGES = ["INSTALL", "DATA", "TRAINING", "EXPERIMENTS", "REPORTS", "MONITORING", "UPSTREAM_DIFF"]
+MARKDOWN_FILES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def heading_anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"`|\*\*", "", heading.strip()).lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def anchors(path) -> set[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    return {heading_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
+def test_readme_is_short_and_links_every_docs_page():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 160
+    for page in DOC_PAGES:
+        assert f"(docs/{page}.md)" in readme, page
+
+
+@pytest.mark.parametrize("page", DOC_PAGES)
+def test_docs_page_opens_with_title_and_english_summary(page):
+    lines = (REPO / "docs" / f"{page}.md").read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("# ")
+    assert any(line.startswith("**English summary.**") for line in lines[1:6]), page
+
+
+@pytest.mark.parametrize("path", MARKDOWN_FILES, ids=lambda p: p.name)
+def test_relative_links_and_anchors_resolve(path):
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"^[a-z]+://", target):
+            continue
+        file_part, _, anchor = target.partition("#")
+        linked = (path.parent / file_part).resolve() if file_part else path
+        assert linked.exists(), f"{path.name} links to a missing file: {target}"
+        if anchor and linked.suffix == ".md":
+            assert anchor in anchors(linked), f"{path.name} links to a missing heading: {target}"
