@@ -252,22 +252,6 @@ def is_better(value, best, metric):
     return value < best if metric == 'loss' else value > best
 
 
-def trim_log(path: Path, start_epoch: int):
-    """Drops log.txt lines of epochs >= start_epoch (re-run after a resume), so each epoch appears once."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get('epoch', -1) < start_epoch:
-                kept.append(line)
-        except ValueError:
-            continue
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(''.join(line + '\n' for line in kept))
-    os.replace(tmp, path)
-
-
 def report_checkpoint(args, model, device, class_names, loaders, checkpoint, checkpoint_epoch, suffix='',
                       fitted=None):
     """Evaluates `model` on val and test, calibrates on val (unless `fitted` is given or --calibrate false)
@@ -465,7 +449,7 @@ def main(args):
     if args.output_dir:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         if utils.is_main_process():
-            trim_log(Path(args.output_dir) / 'log.txt', args.start_epoch)
+            utils.trim_log(Path(args.output_dir) / 'log.txt', args.start_epoch)
     log_writer = None
     if global_rank == 0 and args.log_dir is not None:
         os.makedirs(args.log_dir, exist_ok=True)

@@ -23,12 +23,11 @@ import utils
 from engine_pretrain import train_one_epoch
 from rheed import augment
 from rheed.errors import UserError
+from rheed.heldout import check_no_held_out_folders, leave_out_held_out_frames
 from rheed.imageio import IMAGE_EXTENSIONS, SCALING_MODES, ImageListDataset, list_images, make_loader, verify_files
 from utils import NativeScalerWithGradNormCount as NativeScaler
 from utils import str2bool
 
-SPLIT_NAMES = ('train', 'val', 'test')
-HELD_OUT_SPLITS = ('val', 'test')
 
 
 def get_args_parser():
@@ -121,34 +120,6 @@ def get_args_parser():
     return parser
 
 
-def _split_root_of(folder: Path):
-    """The split root if `folder` is a val/test split folder (its parent holds >= 2 split folders
-    or a manifest.csv), else None."""
-    if folder.name not in HELD_OUT_SPLITS:
-        return None
-    parent = folder.parent
-    n_splits = sum((parent / name).is_dir() for name in SPLIT_NAMES)
-    if n_splits >= 2 or (parent / 'manifest.csv').is_file():
-        return parent
-    return None
-
-
-def check_no_held_out_frames(files, flag):
-    """Raises UserError if any file lies inside a val/test folder of a split root."""
-    checked = {}
-    for f in files:
-        directory = Path(f).resolve().parent
-        if directory in checked:
-            continue
-        checked[directory] = None
-        for folder in (directory, *directory.parents):
-            split_root = _split_root_of(folder)
-            if split_root is not None:
-                raise UserError(f"refusing to pre-train on held-out frames: {flag} includes {folder} (the "
-                                f"'{folder.name}' split of {split_root}); point {flag} at the split root or its "
-                                f"train/ folder")
-
-
 def resolve_pretrain_files(data_path, unlabeled_data_path=None):
     """All image files for pre-training: <data_path>/train if present, else data_path (recursive),
     plus unlabeled_data_path. Labels and class folders are ignored."""
@@ -168,7 +139,8 @@ def resolve_pretrain_files(data_path, unlabeled_data_path=None):
         found = list_images(folder, recursive=True)
         if not found:
             raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {folder} ({flag})")
-        check_no_held_out_frames(found, flag)
+        check_no_held_out_folders(found, flag)
+        found = leave_out_held_out_frames(found, folder, flag)
         for f in found:
             key = os.path.realpath(f)
             if key not in seen:
@@ -302,6 +274,8 @@ def main(args):
     utils.auto_load_model(args=args, model=model, model_without_ddp=model_without_ddp,
                           optimizer=optimizer, loss_scaler=loss_scaler)
 
+    if args.output_dir and utils.is_main_process():
+        utils.trim_log(Path(args.output_dir) / 'log.txt', args.start_epoch)
     print(f"Start training for {args.epochs} epochs (from epoch {args.start_epoch})")
     start_time = time.time()
     for epoch in range(args.start_epoch, args.epochs):
@@ -310,17 +284,18 @@ def main(args):
             log_writer.set_step(epoch * num_training_steps_per_epoch * args.update_freq)
         train_stats = train_one_epoch(model, data_loader_train, optimizer, device, epoch, loss_scaler,
                                       log_writer=log_writer, args=args)
-        if args.output_dir and args.save_ckpt:
-            if (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs:
-                utils.save_model(args=args, model=model, model_without_ddp=model_without_ddp,
-                                 optimizer=optimizer, loss_scaler=loss_scaler, epoch=epoch)
         log_stats = {**{f'train_{k}': v for k, v in train_stats.items()},
                      'epoch': epoch, 'n_parameters': n_parameters}
+        # log.txt first, then the checkpoint: checkpoint-N.pth on disk implies its log line exists
         if args.output_dir and utils.is_main_process():
             if log_writer is not None:
                 log_writer.flush()
             with open(os.path.join(args.output_dir, "log.txt"), mode="a", encoding="utf-8") as f:
                 f.write(json.dumps(log_stats) + "\n")
+        if args.output_dir and args.save_ckpt:
+            if (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs:
+                utils.save_model(args=args, model=model, model_without_ddp=model_without_ddp,
+                                 optimizer=optimizer, loss_scaler=loss_scaler, epoch=epoch)
 
     total_time = time.time() - start_time
     print(f"Training time {datetime.timedelta(seconds=int(total_time))}")

@@ -8,11 +8,11 @@ the differences are listed in docs/readme/30-pretrain.md.
 import argparse
 import builtins
 import datetime
+import json
 import math
 import os
 import random
 import re
-import tempfile
 import time
 import warnings
 from collections import defaultdict, deque
@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from models.utils import remap_checkpoint_keys  # noqa: F401  (upstream exposes it from utils)
+from rheed.atomic import atomic_write, write_text_atomic
 from rheed.errors import UserError
 
 
@@ -57,11 +58,6 @@ def get_rank():
 
 def is_main_process():
     return get_rank() == 0
-
-
-def save_on_master(*args, **kwargs):
-    if is_main_process():
-        torch.save(*args, **kwargs)
 
 
 def _dist_device():
@@ -308,43 +304,6 @@ class TensorboardLogger:
 # Lenient state-dict loading (used by --finetune)
 # ---------------------------------------------------------------------------------------------
 
-def load_state_dict(model, state_dict, prefix='', ignore_missing="relative_position_index"):
-    """Loads what fits, never raises; prints missing / unused / ignored keys and size mismatches.
-
-    Returns a dict with the lists `missing_keys`, `unexpected_keys`, `ignored_keys`, `error_msgs`.
-    """
-    missing_keys, unexpected_keys, error_msgs = [], [], []
-    metadata = getattr(state_dict, '_metadata', None)
-    state_dict = state_dict.copy()
-    if metadata is not None:
-        state_dict._metadata = metadata
-
-    def load(module, module_prefix=''):
-        local_metadata = {} if metadata is None else metadata.get(module_prefix[:-1], {})
-        module._load_from_state_dict(state_dict, module_prefix, local_metadata, True,
-                                     missing_keys, unexpected_keys, error_msgs)
-        for name, child in module._modules.items():
-            if child is not None:
-                load(child, module_prefix + name + '.')
-
-    load(model, module_prefix=prefix)
-
-    ignore_patterns = [p for p in ignore_missing.split('|') if p]
-    warn_missing = [k for k in missing_keys if not any(p in k for p in ignore_patterns)]
-    ignored = [k for k in missing_keys if any(p in k for p in ignore_patterns)]
-    name = model.__class__.__name__
-    if warn_missing:
-        print(f"Weights of {name} not initialized from pretrained model: {warn_missing}")
-    if unexpected_keys:
-        print(f"Weights from pretrained model not used in {name}: {unexpected_keys}")
-    if ignored:
-        print(f"Ignored weights of {name} not initialized from pretrained model: {ignored}")
-    if error_msgs:
-        print('\n'.join(error_msgs))
-    return dict(missing_keys=warn_missing, unexpected_keys=unexpected_keys, ignored_keys=ignored,
-                error_msgs=error_msgs)
-
-
 # ---------------------------------------------------------------------------------------------
 # Mixed precision and the gradient step
 # ---------------------------------------------------------------------------------------------
@@ -453,23 +412,23 @@ def checkpoint_args(ckpt):
 
 
 def atomic_save(obj, path):
-    """torch.save to a temporary file in the same folder, then rename over `path`.
+    """torch.save that never leaves a truncated checkpoint (see rheed.atomic)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
-    A crash, SIGKILL or full disk leaves either the previous file or the new one, never a truncated one.
-    """
+
+def trim_log(path, start_epoch: int) -> None:
+    """Drops log.txt lines of epochs >= start_epoch, which a resumed run trains (and logs) again."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding='utf-8').splitlines():
+        try:
+            if json.loads(line).get('epoch', -1) < start_epoch:
+                kept.append(line + '\n')
+        except ValueError:
+            continue
+    write_text_atomic(path, ''.join(kept))
 
 
 def _unwrap_ema(model_ema):

@@ -21,7 +21,7 @@ import numpy as np
 
 from rheed import calibration
 from rheed.metrics import compute_metrics, positive_class_index
-from rheed.predict import write_json_atomic as write_json
+from rheed.atomic import write_json_atomic as write_json
 
 
 def sample_paths(dataset, indices) -> list[str]:

@@ -10,7 +10,6 @@ give the same numbers; the price is a lag of about (w - 1) / 2 frames. The trans
 from which the smoothed probability stays >= threshold for `persist` consecutive frames.
 """
 import csv
-import json
 import os
 import signal
 import sys
@@ -25,6 +24,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from rheed.atomic import write_json_atomic
 from rheed.errors import UserError
 from rheed.inference import Classifier
 
@@ -236,12 +236,6 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
 def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     check_out_dir(out_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -164,3 +165,32 @@ def test_submitit_help_and_requeue_resumes_written_checkpoint(tmp_path, monkeypa
     assert isinstance(requeued, submitit_pretrain.Trainer)
     assert requeued.args.resume == '' and requeued.args.auto_resume is True
     assert requeued.args.dist_url.startswith('file://' + str(out))
+
+
+def test_resume_after_a_lost_checkpoint_keeps_one_log_line_per_epoch(pretrain_data, tmp_path):
+    """Epochs logged after the last numbered checkpoint are trained again on resume; the log must not
+    hold them twice (and the checkpoint of an epoch is written after its log line)."""
+    out = tmp_path / 'pre'
+    args = BASE + ['--epochs', '3', '--save_ckpt_freq', '2', '--data_path', pretrain_data, '--output_dir', out]
+    assert run_cli(args).returncode == 0
+    (out / 'checkpoint-2.pth').unlink()  # as if killed after epoch 2's log line, before its checkpoint
+    proc = run_cli(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'from epoch 2' in proc.stdout
+    assert [entry['epoch'] for entry in read_log(out / 'log.txt')] == [0, 1, 2]
+
+
+@pytest.mark.parametrize('copy', [False, True])
+def test_source_folder_of_a_split_leaves_out_its_val_and_test_frames(tmp_path, copy):
+    """--data_path data_rheed next to data_rheed_split (hard links or copies): val/test frames are left out."""
+    from rheed.split import split_dataset
+    source = make_image_folder(tmp_path / 'data_rheed', classes=('layer_smooth', 'island_rough'),
+                               n_per_class=(20, 20), size=32)
+    split_dataset(str(source), str(tmp_path / 'data_rheed_split'), temporal_layer=True, similarity=False,
+                  copy=copy, verbose=False)
+    rows = (tmp_path / 'data_rheed_split' / 'manifest.csv').read_text().splitlines()[1:]
+    held_out = {row.split(',')[1] for row in rows if row.split(',')[-1] in ('val', 'test')}
+    assert held_out
+    files = main_pretrain.resolve_pretrain_files(source)
+    assert files and not held_out & {str(Path(f)) for f in files}
+    assert len(files) == 40 - len(held_out)
