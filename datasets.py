@@ -13,9 +13,10 @@ from timm.data import create_transform
 from timm.data.constants import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_INCEPTION_MEAN,
                                  IMAGENET_INCEPTION_STD)
 
+import utils
 from rheed import augment
 from rheed.errors import UserError
-from rheed.imageio import IMAGE_EXTENSIONS, make_loader, rheed_loader, verify_files  # noqa: F401
+from rheed.imageio import is_image_file, make_loader, verify_files
 
 DATA_SETS = ('CIFAR', 'IMNET', 'image_folder', 'RHEED')
 
@@ -64,11 +65,6 @@ class ImageFolder(datasets.DatasetFolder):
         return classes, {c: i for i, c in enumerate(classes)}
 
 
-def is_visible_image(path: str) -> bool:
-    """Image files that are not hidden (macOS '._x.png' resource forks are skipped, as in list_images)."""
-    return not os.path.basename(path).startswith('.') and path.lower().endswith(IMAGE_EXTENSIONS)
-
-
 def image_folder(root: str, transform, args) -> ImageFolder:
     """ImageFolder over root/<class>/** with the project loader; corrupt files checked up front."""
     if not root or not os.path.isdir(root):
@@ -77,10 +73,12 @@ def image_folder(root: str, transform, args) -> ImageFolder:
         raise UserError(f"{root} has no class sub-folders (expected {root}/<class>/<image files>)")
     try:
         dataset = ImageFolder(root, loader=make_loader(args.bit_scaling, max_value=getattr(args, 'bit_max', None)),
-                              is_valid_file=is_visible_image, transform=transform)
+                              is_valid_file=is_image_file, transform=transform)
     except FileNotFoundError as e:
         raise UserError(f"{root}: {e}") from None
-    good, bad = verify_files([path for path, _ in dataset.samples], skip_corrupt=args.skip_corrupt)
+    # decoded once, on rank 0: every rank decoding every frame multiplies the start-up time by the GPU count
+    good, bad = utils.on_main_process(verify_files, [path for path, _ in dataset.samples],
+                                      skip_corrupt=args.skip_corrupt)
     if bad:
         keep = set(good)
         print(f"Skipping {len(bad)} unreadable image(s) in {root}")

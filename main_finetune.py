@@ -140,7 +140,7 @@ def get_args_parser():
                              '(RHEED default: <data_path>/test when it exists)')
     parser.add_argument('--imagenet_default_mean_and_std', type=str2bool, default=True)
     parser.add_argument('--data_set', default='IMNET', choices=list(datasets.DATA_SETS), type=str,
-                        help='ImageNet dataset path')
+                        help='dataset type; RHEED reads train/, val/ and test/ under --data_path')
     parser.add_argument('--bit_scaling', default='percentile', choices=list(SCALING_MODES),
                         help='how 16-bit / float frames are scaled to 8 bit (rheed.imageio, default: percentile)')
     parser.add_argument('--aug_mode', default='upstream', choices=['upstream', 'rheed'],
@@ -463,10 +463,10 @@ def main(args):
             log_writer.set_step(epoch * num_training_steps_per_epoch * args.update_freq)
         train_stats = train_one_epoch(model, criterion, data_loader_train, optimizer, device, epoch, loss_scaler,
                                       args.clip_grad, model_ema, mixup_fn, log_writer=log_writer, args=args)
-        log_stats = {f'train_{k}': v for k, v in train_stats.items()}
         save = args.output_dir and args.save_ckpt
 
         validated = []  # (log-key suffix, model): the model itself and, with --model_ema_eval, its EMA
+        val_stats = {}
         if data_loader_val is not None:
             validated.append(('', model))
             if model_ema is not None and args.model_ema_eval:
@@ -484,14 +484,13 @@ def main(args):
                                      extra=checkpoint_extra(args, class_names, best))
             print(f"{'EMA validation' if suffix else 'Validation'} {args.best_metric}: {value}  "
                   f"(best {best['value' + suffix]} at epoch {best['epoch' + suffix]})")
-            tagged = {f'test_{k}{suffix}': v for k, v in stats.items()}
-            log_stats.update(tagged)
-            if not suffix:  # upstream's key order: test_*, epoch, n_parameters, test_*_ema
-                log_stats.update(epoch=epoch, n_parameters=n_parameters)
+            val_stats[suffix] = {f'test_{k}{suffix}': v for k, v in stats.items()}
             if log_writer is not None:
                 log_writer.update(head="perf", step=epoch,
-                                  **{k: v for k, v in tagged.items() if isinstance(v, (int, float))})
-        log_stats.update(epoch=epoch, n_parameters=n_parameters)
+                                  **{k: v for k, v in val_stats[suffix].items() if isinstance(v, (int, float))})
+        # upstream's key order: train_*, test_*, epoch, n_parameters, test_*_ema
+        log_stats = {**{f'train_{k}': v for k, v in train_stats.items()}, **val_stats.get('', {}),
+                     'epoch': epoch, 'n_parameters': n_parameters, **val_stats.get('_ema', {})}
 
         # log.txt first, then the numbered checkpoint: checkpoint-N.pth on disk implies its log line exists
         if args.output_dir and utils.is_main_process():

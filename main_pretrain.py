@@ -164,21 +164,10 @@ def build_pretrain_transform(input_size, subtract_background=False):
 
 def verified_files(args):
     """Lists and decodes every training file once (on rank 0 when distributed)."""
-    if not (args.distributed and utils.get_world_size() > 1):
+    def list_and_verify():
         files = resolve_pretrain_files(args.data_path, args.unlabeled_data_path)
-        good, _ = verify_files(files, skip_corrupt=args.skip_corrupt)
-        return good
-    result = [None, None]
-    if utils.is_main_process():
-        try:
-            files = resolve_pretrain_files(args.data_path, args.unlabeled_data_path)
-            result[0], _ = verify_files(files, skip_corrupt=args.skip_corrupt)
-        except UserError as e:
-            result[1] = str(e)
-    dist.broadcast_object_list(result, src=0)
-    if result[1] is not None:
-        raise UserError(result[1])
-    return result[0]
+        return verify_files(files, skip_corrupt=args.skip_corrupt)[0]
+    return utils.on_main_process(list_and_verify)
 
 
 def build_model(args):
@@ -260,7 +249,7 @@ def main(args):
         model_without_ddp = model.module
 
     # timm's add_weight_decay, as upstream: no decay for 1-D tensors and biases only
-    # (GRN gamma/beta and mask_token are decayed; see the README).
+    # (GRN gamma/beta and mask_token are decayed; see docs/UPSTREAM_DIFF.md).
     param_groups = add_weight_decay(model_without_ddp, args.weight_decay)
     optimizer = torch.optim.AdamW(param_groups, lr=args.lr, betas=(0.9, 0.95))
     print(optimizer)

@@ -3,7 +3,7 @@
 Logging (SmoothedValue, MetricLogger, TensorboardLogger), distributed setup, mixed precision
 (NativeScalerWithGradNormCount, amp_autocast), checkpoints (save_model, load_checkpoint,
 auto_load_model) and the learning-rate schedule. Names and signatures follow upstream ConvNeXt-V2;
-the differences are listed in docs/readme/30-pretrain.md.
+the differences are listed in docs/UPSTREAM_DIFF.md.
 """
 import argparse
 import builtins
@@ -58,6 +58,23 @@ def get_rank():
 
 def is_main_process():
     return get_rank() == 0
+
+
+def on_main_process(fn, *args, **kwargs):
+    """fn(*args, **kwargs) computed once on rank 0 and broadcast to every process (just called when not
+    distributed). A UserError raised on rank 0 is raised on every rank."""
+    if not (is_dist_avail_and_initialized() and get_world_size() > 1):
+        return fn(*args, **kwargs)
+    result = [None, None]  # (value, error message)
+    if get_rank() == 0:
+        try:
+            result[0] = fn(*args, **kwargs)
+        except UserError as e:
+            result[1] = str(e)
+    dist.broadcast_object_list(result, src=0)
+    if result[1] is not None:
+        raise UserError(result[1])
+    return result[0]
 
 
 def _dist_device():

@@ -191,6 +191,13 @@ def rheed_loader(path: str) -> Image.Image:
     return load_rgb(path)
 
 
+def is_image_file(path: str | os.PathLike) -> bool:
+    """The one rule for "is this a frame": a supported extension and not hidden (names starting with '.',
+    e.g. macOS '._x.png' resource forks, are skipped everywhere)."""
+    name = os.path.basename(path)
+    return not name.startswith('.') and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
 def list_images(root: str | os.PathLike, recursive: bool = True) -> list[str]:
     """Sorted paths of the image files under root. Hidden files and folders (names starting with '.',
     e.g. macOS '._x.png' resource forks) are skipped."""
@@ -200,8 +207,7 @@ def list_images(root: str | os.PathLike, recursive: bool = True) -> list[str]:
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith('.')) if recursive else []
-        found.extend(os.path.join(dirpath, f) for f in filenames
-                     if not f.startswith('.') and f.lower().endswith(IMAGE_EXTENSIONS))
+        found.extend(os.path.join(dirpath, f) for f in filenames if is_image_file(f))
     return sorted(found)
 
 

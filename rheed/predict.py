@@ -26,6 +26,7 @@ from PIL import Image
 
 from rheed.atomic import write_json_atomic
 from rheed.errors import UserError
+from rheed.imageio import is_image_file
 from rheed.inference import Classifier
 
 VIDEO_EXTENSIONS = (".avi", ".mkv", ".mp4", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv")
@@ -100,11 +101,6 @@ class FrameSource:
     def skip(self, source: str, reason: str) -> None:
         self.skipped.append((source, reason))
         warn(f"skipping {source}: {reason}")
-
-
-def is_image_file(path: Path) -> bool:
-    from rheed.imageio import IMAGE_EXTENSIONS
-    return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def frame_number(path: Path, pattern: str | None, default: int) -> int:

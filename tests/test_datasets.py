@@ -91,3 +91,31 @@ def test_posterize_zero_bits_gives_black_image():
     # all posterize ops at magnitude 10 from the 'inc' policy
     op = auto_augment.AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=10)
     assert np.asarray(op(img)).max() == 0
+
+
+def test_only_rank_zero_decodes_the_files(tmp_path, monkeypatch):
+    """With several processes, rank 0 decodes every image once and the others take its result."""
+    import utils
+    root = make_image_folder(tmp_path / "train", n_per_class=(2, 2))
+    (root / "rough" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    rank0_result = None
+
+    def decode_on_rank_zero_only(*a, **kw):
+        raise AssertionError("rank 1 decoded the images")
+
+    def receive_from_rank_zero(objects, src):
+        objects[:] = rank0_result
+    monkeypatch.setattr(utils, "is_dist_avail_and_initialized", lambda: True)
+    monkeypatch.setattr(utils, "get_world_size", lambda: 2)
+    monkeypatch.setattr(utils, "get_rank", lambda: 1)
+    monkeypatch.setattr(utils.dist, "broadcast_object_list", receive_from_rank_zero)
+    monkeypatch.setattr(datasets, "verify_files", decode_on_rank_zero_only)
+
+    good = sorted(str(p) for p in root.rglob("*.png") if p.name != "broken.png")
+    rank0_result = [(good, [(str(root / "rough" / "broken.png"), "truncated")]), None]
+    dataset = datasets.image_folder(str(root), None, make_args(tmp_path, skip_corrupt=True))
+    assert sorted(path for path, _ in dataset.samples) == good
+
+    rank0_result = [None, "1 of 5 image files cannot be read"]
+    with pytest.raises(UserError, match="cannot be read"):
+        datasets.image_folder(str(root), None, make_args(tmp_path))
