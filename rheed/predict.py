@@ -28,6 +28,7 @@ from rheed.atomic import write_json_atomic
 from rheed.errors import UserError
 from rheed.imageio import is_image_file
 from rheed.inference import Classifier
+from rheed.metrics import positive_class_index
 
 VIDEO_EXTENSIONS = (".avi", ".mkv", ".mp4", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv")
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -67,19 +68,17 @@ class PredictOptions:
 
 
 def resolve_positive_class(class_names: Sequence[str], positive_class: str | None) -> int:
-    """Index of the class whose probability is tracked: the given name, else 'rough' or the one '*rough*'."""
-    if positive_class is not None:
-        if positive_class not in class_names:
-            raise UserError(f"--positive_class {positive_class!r} is not a class of this checkpoint "
-                            f"({', '.join(class_names)})")
-        return list(class_names).index(positive_class)
-    if "rough" in class_names:
-        return list(class_names).index("rough")
-    rough = [i for i, name in enumerate(class_names) if "rough" in name.lower()]
-    if len(rough) == 1:
-        return rough[0]
-    raise UserError(f"cannot tell which class means 'rough' among {', '.join(class_names)}; "
-                    f"pass --positive_class")
+    """Index of the class whose probability is tracked: rheed.metrics.positive_class_index (the rule behind
+    ROC-AUC and the stored threshold), except that with more than two classes and none named *rough*
+    the class must be given."""
+    names = [str(n) for n in class_names]
+    if positive_class is not None and positive_class not in names:
+        raise UserError(f"--positive_class {positive_class!r} is not a class of this checkpoint "
+                        f"({', '.join(names)})")
+    if positive_class is None and len(names) != 2 and sum("rough" in n.lower() for n in names) != 1:
+        raise UserError(f"cannot tell which class means 'rough' among {', '.join(names)}; "
+                        f"pass --positive_class")
+    return positive_class_index(names, positive_class)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from rheed import calibration
+from rheed.errors import UserError
 from rheed.metrics import compute_metrics, positive_class_index
 
 
@@ -60,8 +61,12 @@ def test_reliability_bins_and_perfect_confidence():
 
 def test_positive_class_rule_is_shared_with_predict():
     from rheed.predict import resolve_positive_class
-    for names in (['rough', 'smooth'], ['smooth', 'rough'], ['rough_3d', 'smooth_2d'], ['smooth_2d', 'rough_3d']):
+    for names in (['rough', 'smooth'], ['smooth', 'rough'], ['rough_3d', 'smooth_2d'], ['smooth_2d', 'rough_3d'],
+                  ['flat', 'islands']):
         assert positive_class_index(names) == resolve_positive_class(names, None)
+    assert positive_class_index(['rough_3d', 'smooth_2d']) == 0
+    with pytest.raises(UserError, match='--positive_class'):
+        resolve_positive_class(['a', 'b', 'c'], None)
 
 
 def test_predict_uses_the_stored_threshold_only_for_its_class():
