@@ -41,7 +41,7 @@ def warn(message: str) -> None:
 
 
 @dataclass
-class Frame:
+class DecodedFrame:
     frame: int
     source: str
     image: Image.Image
@@ -87,14 +87,14 @@ def resolve_positive_class(class_names: Sequence[str], positive_class: str | Non
 class FrameSource:
     """An ordered run of frames from one input; unreadable items are reported and skipped."""
 
-    def __init__(self, kind: str, path: Path, total: int | None, frames: Callable[[], Iterator[Frame]]):
+    def __init__(self, kind: str, path: Path, total: int | None, frames: Callable[[], Iterator[DecodedFrame]]):
         self.kind = kind
         self.path = path
         self.total = total
         self.skipped: list[tuple[str, str]] = []
         self._frames = frames
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Iterator[DecodedFrame]:
         return self._frames()
 
     def skip(self, source: str, reason: str) -> None:
@@ -134,14 +134,14 @@ def folder_source(folder: Path, classifier: Classifier, pattern: str | None) -> 
         warn(f"{folder} holds frames of {len(sequences)} sequences ({', '.join(sorted(map(str, sequences)))}); "
              f"they are treated as one run")
 
-    def iterate() -> Iterator[Frame]:
+    def iterate() -> Iterator[DecodedFrame]:
         for i, p in enumerate(images):
             try:
                 image = classifier.loader(str(p))
             except Exception as e:  # any decoder failure: report the file, keep going
                 source.skip(str(p), f"cannot decode ({e})")
                 continue
-            yield Frame(frame_number(p, pattern, i), str(p), image)
+            yield DecodedFrame(frame_number(p, pattern, i), str(p), image)
 
     return source
 
@@ -149,9 +149,9 @@ def folder_source(folder: Path, classifier: Classifier, pattern: str | None) -> 
 def tiff_stack_source(path: Path, classifier: Classifier, n_pages: int) -> FrameSource:
     from rheed.imageio import read_stack
 
-    def iterate() -> Iterator[Frame]:
+    def iterate() -> Iterator[DecodedFrame]:
         for i, array in enumerate(read_stack(str(path), **classifier.scaling)):
-            yield Frame(i, f"{path}[{i}]", classifier.image_from_array(array))
+            yield DecodedFrame(i, f"{path}[{i}]", classifier.image_from_array(array))
 
     return FrameSource("tiff_stack", path, n_pages, iterate)
 
@@ -168,7 +168,7 @@ def video_source(path: Path, classifier: Classifier) -> FrameSource:
     except av.error.FFmpegError as e:
         raise UserError(f"cannot open video {path}: {e}") from e
 
-    def iterate() -> Iterator[Frame]:
+    def iterate() -> Iterator[DecodedFrame]:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             pix_fmt = stream.codec_context.pix_fmt or ""
@@ -180,7 +180,7 @@ def video_source(path: Path, classifier: Classifier) -> FrameSource:
                 fmt = "rgb24"
             try:
                 for i, frame in enumerate(container.decode(stream)):
-                    yield Frame(i, f"{path}[{i}]", classifier.image_from_array(frame.to_ndarray(format=fmt)))
+                    yield DecodedFrame(i, f"{path}[{i}]", classifier.image_from_array(frame.to_ndarray(format=fmt)))
             except av.error.FFmpegError as e:
                 warn(f"{path}: decoding stopped after a damaged packet ({e})")
 
@@ -204,7 +204,7 @@ def open_input(path: str | Path, classifier: Classifier, pattern: str | None = N
             image = classifier.loader(str(path))
         except Exception as e:
             raise UserError(f"cannot decode image {path}: {e}") from e
-        frame = Frame(frame_number(path, pattern, 0), str(path), image)
+        frame = DecodedFrame(frame_number(path, pattern, 0), str(path), image)
         return FrameSource("image", path, 1, lambda: iter([frame]))
     if suffix in VIDEO_EXTENSIONS:
         return video_source(path, classifier)
@@ -397,7 +397,7 @@ def predict_input(classifier: Classifier, input_path: str | Path, out_dir: str |
     start = time.perf_counter()
     interrupted = False
     bar = tqdm(total=source.total, unit="frame", disable=not progress, file=sys.stderr)
-    batch: list[Frame] = []
+    batch: list[DecodedFrame] = []
 
     def flush() -> None:
         probs = classifier.predict_images([f.image for f in batch])

@@ -53,7 +53,7 @@ DEFAULT_GAP = 3
 
 
 @dataclass
-class Frame:
+class SplitFrame:
     source: str                 # path of the original file
     rel: str                    # path inside its class folder (posix separators)
     fine_class: str
@@ -85,7 +85,7 @@ def _read_frames_csv(path: str) -> dict:
     return table
 
 
-def collect_frames(src: str | os.PathLike, pattern: str | None = None, frames_csv: str | None = None) -> list[Frame]:
+def collect_frames(src: str | os.PathLike, pattern: str | None = None, frames_csv: str | None = None) -> list[SplitFrame]:
     """Every image in src/<class>/ (recursively) with its sequence and frame number."""
     src = Path(src)
     if not src.is_dir():
@@ -113,7 +113,7 @@ def collect_frames(src: str | os.PathLike, pattern: str | None = None, frames_cs
                 subdir = Path(rel).parent.as_posix()
                 if frame is not None and subdir != '.':  # frames sorted into one folder per run
                     sequence = f'{subdir}/{sequence}' if sequence else subdir
-            frames.append(Frame(path, rel, class_dir.name, sequence, frame))
+            frames.append(SplitFrame(path, rel, class_dir.name, sequence, frame))
     if not frames:
         raise UserError(f"no images ({', '.join(('.png', '.jpg', '.bmp', '.tif'))}...) in class folders under {src}")
     return frames
@@ -135,7 +135,7 @@ def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
 
-def _assign_random(frames: list[Frame], ratios, seed: int, name: str) -> None:
+def _assign_random(frames: list[SplitFrame], ratios, seed: int, name: str) -> None:
     order = _rng(seed, name).permutation(len(frames))
     counts = exact_counts(ratios, len(frames))
     bounds = np.cumsum([0] + counts)
@@ -144,7 +144,7 @@ def _assign_random(frames: list[Frame], ratios, seed: int, name: str) -> None:
             frames[i].split = split
 
 
-def _frame_key(f: Frame):
+def _frame_key(f: SplitFrame):
     return (f.frame, f.rel)
 
 
@@ -153,7 +153,7 @@ ORDER_ENDING_WITH = {'test': ('train', 'val', 'test'), 'train': ('test', 'val', 
                      'val': ('train', 'test', 'val')}
 
 
-def _assign_temporal(frames: list[Frame], ratios, gap: int) -> None:
+def _assign_temporal(frames: list[SplitFrame], ratios, gap: int) -> None:
     """Contiguous blocks per sequence and class; see the module doc."""
     pieces = defaultdict(list)  # (sequence, fine_class) -> frames in time order
     for f in frames:
@@ -210,7 +210,7 @@ def _assign_temporal(frames: list[Frame], ratios, gap: int) -> None:
                     start += gap
 
 
-def _assign_by_sequence(frames: list[Frame], ratios, seed: int) -> None:
+def _assign_by_sequence(frames: list[SplitFrame], ratios, seed: int) -> None:
     """Whole sequences to one split each. Sequences holding the same classes (e.g. island runs with
     island_smooth + island_rough, layer runs with layer_smooth) are balanced as one group: in a seeded
     order, the smaller splits first get one sequence each (the one closest to their target size), then
@@ -242,7 +242,7 @@ def _assign_by_sequence(frames: list[Frame], ratios, seed: int) -> None:
             put(name, max(SPLITS, key=lambda s: (target[s] * total - counts[s], -SPLITS.index(s))))
 
 
-def _neighbours_in_other_split(frames: list[Frame], gap: int):
+def _neighbours_in_other_split(frames: list[SplitFrame], gap: int):
     """(frame, other split's frame) pairs within `gap` frame numbers in the same sequence, for kept
     non-train frames: against train, and val against test."""
     by_seq = defaultdict(list)
@@ -266,7 +266,7 @@ def _neighbours_in_other_split(frames: list[Frame], gap: int):
     return pairs
 
 
-def plan_split(frames: list[Frame], ratios=(0.7, 0.15, 0.15), gap: int = DEFAULT_GAP, seed: int = 0,
+def plan_split(frames: list[SplitFrame], ratios=(0.7, 0.15, 0.15), gap: int = DEFAULT_GAP, seed: int = 0,
                by_sequence: bool = False, temporal_classes: Sequence[str] | None = None) -> dict:
     """Sets `split` (and `excluded`) on every frame. Returns a summary with the leakage check."""
     if temporal_classes is None:
@@ -327,7 +327,7 @@ def _unit_rows(mat: np.ndarray) -> np.ndarray:
     return mat / np.where(norms > 0, norms, 1.0)
 
 
-def nearest_train_similarity(frames: list[Frame], size: int = 32, top: int = 10, workers: int = 4) -> dict:
+def nearest_train_similarity(frames: list[SplitFrame], size: int = 32, top: int = 10, workers: int = 4) -> dict:
     """Similarity of each val/test frame to its most similar train frame: cosine similarity of
     size x size grayscale thumbnails after removing the mean thumbnail of all frames (RHEED frames
     share most of their structure, so plain correlations are all close to 1). 1 = identical up to
@@ -426,7 +426,7 @@ def _place(source: str, target: Path, copy: bool) -> str:
     return 'copy'
 
 
-def output_path(f: Frame, label: str) -> str:
+def output_path(f: SplitFrame, label: str) -> str:
     return f"{f.split}/{label}/{f.fine_class}__{f.rel.replace('/', '__')}"
 
 
@@ -434,7 +434,7 @@ def label_of(fine_class: str, classes: str) -> str:
     return FINE_TO_BINARY[fine_class] if classes == 'binary' else fine_class
 
 
-def write_split(frames: list[Frame], dst: Path, classes: str, copy: bool, report: dict, text: str) -> Counter:
+def write_split(frames: list[SplitFrame], dst: Path, classes: str, copy: bool, report: dict, text: str) -> Counter:
     """Links the frames into dst/.split-staging, writes manifest and report there, then replaces the
     previous split's folders and files (only those) in dst."""
     staging = dst / STAGING
@@ -473,7 +473,7 @@ def write_split(frames: list[Frame], dst: Path, classes: str, copy: bool, report
 
 # ----------------------------------------------------------------------------- report
 
-def _ranges(frames: list[Frame]) -> dict:
+def _ranges(frames: list[SplitFrame]) -> dict:
     out = defaultdict(lambda: defaultdict(dict))
     groups = defaultdict(list)
     for f in frames:

@@ -27,7 +27,7 @@ Public API
 ``render_frame(params, progress, rng, t=0.0) -> np.ndarray``
     float32 (height, width) in camera full-scale units [0, 1]; `t` is the frame index within the
     run (drives beam drift and growth oscillations); `rng` draws only the noise.
-``to_uint8(frame)``, ``to_uint16(frame, bits=12)``
+``quantize(frame, bits=8)`` (uint8) or ``quantize(frame, bits=12)`` (uint16)
     Quantise a rendered frame (8-bit PNG data, or 12-bit camera data in a uint16 container).
 ``make_growth_run(n_frames, transition_frame, size=(656, 492), seed=0) -> list[np.ndarray]``
     One island growth run as uint8 frames; frames before `transition_frame` are smooth
@@ -380,13 +380,11 @@ def render_frame(params: RheedParams, progress: float, rng: np.random.Generator,
     return np.clip(img, 0.0, 1.0)
 
 
-def to_uint8(frame: np.ndarray) -> np.ndarray:
-    return np.round(frame * 255.0).astype(np.uint8)
-
-
-def to_uint16(frame: np.ndarray, bits: int = 12) -> np.ndarray:
-    """12-bit camera data in a uint16 container, as RHEED cameras write TIFF."""
-    return np.round(frame * (2 ** bits - 1)).astype(np.uint16)
+def quantize(frame: np.ndarray, bits: int = 8) -> np.ndarray:
+    """A [0, 1] frame as camera counts: uint8 for 8 bits, else `bits`-bit data in a uint16 container
+    (12-bit cameras write TIFF this way)."""
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    return np.round(frame * (2 ** bits - 1)).astype(dtype)
 
 
 def island_progress(n_frames: int, transition_frame: int, start: float = 0.18, end: float = 0.95) -> np.ndarray:
@@ -422,7 +420,7 @@ def make_growth_run(n_frames: int, transition_frame: int, size: tuple = (_REF_WI
     rng = _run_rng(seed, 0)
     p = dataclasses.replace(random_params(rng, width, height, run_frames=n_frames), look_shift=0.0)
     progress = island_progress(n_frames, transition_frame, *_island_ends(rng))
-    return [to_uint8(render_frame(p, rho, rng, t=i)) for i, rho in enumerate(progress)]
+    return [quantize(render_frame(p, rho, rng, t=i)) for i, rho in enumerate(progress)]
 
 
 def _split_count(total: int, parts: int) -> list:
@@ -475,9 +473,9 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
 def _write_frame(path: Path, frame: np.ndarray, tiff16: bool) -> None:
     if tiff16:
         import tifffile
-        tifffile.imwrite(path, to_uint16(frame), photometric="minisblack")
+        tifffile.imwrite(path, quantize(frame, bits=12), photometric="minisblack")
     else:
-        Image.fromarray(to_uint8(frame)).save(path)
+        Image.fromarray(quantize(frame)).save(path)
 
 
 def generate_dataset(out, scale: float = 0.1, sequences: int | None = None, seed: int = 0,
