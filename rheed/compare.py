@@ -58,7 +58,7 @@ def group_runs(runs: list[Run], pattern: str | None) -> dict[str, list[Run]]:
     try:
         regex = re.compile(pattern) if pattern else None
     except re.error as e:
-        raise UserError(f"--group-by {pattern!r} is not a valid regular expression ({e})") from None
+        raise UserError(f"--group_by {pattern!r} is not a valid regular expression ({e})") from None
     groups: dict[str, list[Run]] = {}
     for run in runs:
         groups.setdefault(group_key(run.name, regex), []).append(run)

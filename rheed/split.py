@@ -71,15 +71,15 @@ def _read_frames_csv(path: str) -> dict:
         with open(path, newline='') as f:
             rows = list(csv.DictReader(f))
     except OSError as e:
-        raise UserError(f"cannot read --frames-csv {path}: {e.strerror}") from None
+        raise UserError(f"cannot read --frames_csv {path}: {e.strerror}") from None
     if not rows or not {'file', 'sequence', 'frame'} <= set(rows[0]):
-        raise UserError(f"--frames-csv {path} needs the columns file,sequence,frame")
+        raise UserError(f"--frames_csv {path} needs the columns file,sequence,frame")
     table = {}
     for i, row in enumerate(rows, start=2):
         try:
             frame = int(row['frame']) if row['frame'].strip() != '' else None
         except ValueError:
-            raise UserError(f"--frames-csv {path} line {i}: frame '{row['frame']}' is not an integer") from None
+            raise UserError(f"--frames_csv {path} line {i}: frame '{row['frame']}' is not an integer") from None
         sequence = row['sequence'].strip() if frame is not None else None
         table[row['file'].strip().replace('\\', '/')] = (sequence, frame)
     return table
@@ -539,7 +539,7 @@ def format_report(r: dict) -> str:
     for fine_class, n in r['random_class_neighbours'].items():
         if n:
             lines.append(f"note: {fine_class} is split randomly: {n} val/test frames have a train frame within "
-                         f"{r['gap']} frames of the same sequence (use --temporal-layer if they come from videos)")
+                         f"{r['gap']} frames of the same sequence (use --temporal_layer if they come from videos)")
     sim = r.get('similarity')
     if sim:
         lines.append('')

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rheed.errors import UserError  # noqa: E402
+from rheed.cli import add_figure_options, run_or_exit  # noqa: E402
 from rheed.gradcam import DEFAULT_LAYER, run_gradcam  # noqa: E402
 
 
@@ -17,19 +17,14 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="layer whose feature map is weighted (default: stages.3, the last stage)")
     parser.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights (model_ema)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--out", type=Path, default=Path("gradcam"), help="output folder")
-    parser.add_argument("--lang", choices=("en", "zh"), default="en", help="figure label language")
-    parser.add_argument("--dpi", type=int, default=300, help="PNG resolution")
+    add_figure_options(parser, Path("gradcam"), "output folder")
     return parser
 
 
 def main(argv=None) -> None:
     args = get_args_parser().parse_args(argv)
-    try:
-        written = run_gradcam(args.checkpoint, args.images, args.out, layer=args.layer, use_ema=args.ema,
-                              device=args.device, lang=args.lang, dpi=args.dpi)
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    written = run_or_exit(run_gradcam, args.checkpoint, args.images, args.out, layer=args.layer, use_ema=args.ema,
+                          device=args.device, lang=args.lang, dpi=args.dpi)
     print("wrote " + ", ".join(str(p) for p in written))
 
 

@@ -14,6 +14,8 @@
 # DRY_RUN=1 (print the command only).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/launcher_common.sh
+source scripts/launcher_common.sh
 
 GPUS="${GPUS:-4}"
 MODEL="${MODEL:-convnextv2_atto}"
@@ -28,11 +30,7 @@ NB_CLASSES="${NB_CLASSES:-}"
 NUM_WORKERS="${NUM_WORKERS:-8}"
 EXTRA_ARGS="${EXTRA_ARGS:-}"
 
-if [ -n "$FINETUNE" ] && [ ! -f "$FINETUNE" ]; then
-    msg="FINETUNE=$FINETUNE not found; download the official checkpoints on a connected machine with 'bash scripts/download_weights.sh' and copy weights/ here, point FINETUNE at your own FCMAE checkpoint, or set FINETUNE= to train from scratch"
-    if [ "${DRY_RUN:-0}" != 1 ]; then echo "error: $msg" >&2; exit 1; fi
-    echo "warning (dry run): $msg" >&2
-fi
+check_finetune_file
 
 # Recipe: the RHEED input pipeline of the CPU launcher (background subtraction on
 # the whole frame, RHEED augmentations, frozen stem bias, full-scale head init;
@@ -46,8 +44,7 @@ cmd=(torchrun --standalone --nproc_per_node="$GPUS" main_finetune.py
     --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
     --epochs "$EPOCHS" --warmup_epochs 5 --batch_size "$BATCH" --blr "$BLR" --input_size "$INPUT_SIZE"
     --layer_decay_type single --layer_decay 0.9 --weight_decay 0.3 --drop_path 0.1
-    --smoothing 0.2 --mixup 0 --cutmix 0 --crop_scale 0.5 1.0
-    --aug_mode rheed --subtract_background true --train_stem_bias false --head_init_scale 1.0
+    --smoothing 0.2 --mixup 0 --cutmix 0 "${RHEED_FINETUNE_INPUT[@]}"
     --model_ema true --model_ema_eval true --model_ema_decay 0.999 --use_amp true
     --class_weights auto --best_metric macro_f1
     --num_workers "$NUM_WORKERS")
@@ -56,7 +53,4 @@ if [ -n "$NB_CLASSES" ]; then cmd+=(--nb_classes "$NB_CLASSES"); fi
 # shellcheck disable=SC2206  # EXTRA_ARGS is split on spaces on purpose
 cmd+=($EXTRA_ARGS)
 
-printf '+'; printf ' %q' "${cmd[@]}"; printf '\n'
-if [ "${DRY_RUN:-0}" = 1 ]; then exit 0; fi
-mkdir -p "$OUTPUT"
-exec "${cmd[@]}"
+print_and_run "${cmd[@]}"

@@ -18,6 +18,8 @@
 # GPUS is ignored.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/launcher_common.sh
+source scripts/launcher_common.sh
 
 PYTHON="${PYTHON:-python}"
 MODEL="${MODEL:-convnextv2_atto}"
@@ -34,18 +36,13 @@ NUM_WORKERS="${NUM_WORKERS:-2}"
 WARMUP_EPOCHS="${WARMUP_EPOCHS:-1}"
 EXTRA_ARGS="${EXTRA_ARGS:-}"
 
-if [ -n "$FINETUNE" ] && [ ! -f "$FINETUNE" ]; then
-    msg="FINETUNE=$FINETUNE not found; download the official checkpoints on a connected machine with 'bash scripts/download_weights.sh', point FINETUNE at your own FCMAE checkpoint, or leave FINETUNE empty to train from scratch"
-    if [ "${DRY_RUN:-0}" != 1 ]; then echo "error: $msg" >&2; exit 1; fi
-    echo "warning (dry run): $msg" >&2
-fi
+check_finetune_file
 
 cmd=("$PYTHON" main_finetune.py --device cpu
     --model "$MODEL" --data_set RHEED --data_path "$DATA"
     --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
     --epochs "$EPOCHS" --warmup_epochs "$WARMUP_EPOCHS" --batch_size "$BATCH"
-    --input_size "$INPUT_SIZE" --aug_mode rheed --subtract_background true --crop_scale 0.5 1.0
-    --head_init_scale 1.0 --train_stem_bias false --weight_decay 0.05 --drop_path 0 --layer_decay 1.0
+    --input_size "$INPUT_SIZE" "${RHEED_FINETUNE_INPUT[@]}" --weight_decay 0.05 --drop_path 0 --layer_decay 1.0
     --smoothing 0 --mixup 0 --cutmix 0
     --class_weights auto --best_metric macro_f1
     --num_workers "$NUM_WORKERS" --pin_mem false)
@@ -55,7 +52,4 @@ if [ -n "$NB_CLASSES" ]; then cmd+=(--nb_classes "$NB_CLASSES"); fi
 # shellcheck disable=SC2206  # EXTRA_ARGS is split on spaces on purpose
 cmd+=($EXTRA_ARGS)
 
-printf '+'; printf ' %q' "${cmd[@]}"; printf '\n'
-if [ "${DRY_RUN:-0}" = 1 ]; then exit 0; fi
-mkdir -p "$OUTPUT"
-exec "${cmd[@]}"
+print_and_run "${cmd[@]}"

@@ -14,6 +14,8 @@
 # is the FINETUNE of scripts/run_finetune_balanced_gpu.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/launcher_common.sh
+source scripts/launcher_common.sh
 
 GPUS="${GPUS:-4}"
 MODEL="${MODEL:-convnextv2_atto}"
@@ -46,7 +48,4 @@ if [ -n "$UNLABELED" ]; then cmd+=(--unlabeled_data_path "$UNLABELED"); fi
 # shellcheck disable=SC2206  # EXTRA_ARGS is split on spaces on purpose
 cmd+=($EXTRA_ARGS)
 
-printf '+'; printf ' %q' "${cmd[@]}"; printf '\n'
-if [ "${DRY_RUN:-0}" = 1 ]; then exit 0; fi
-mkdir -p "$OUTPUT"
-exec "${cmd[@]}"
+print_and_run "${cmd[@]}"

@@ -18,20 +18,20 @@ def get_args_parser():
     parser.add_argument('--gap', type=int, default=DEFAULT_GAP,
                         help='frames left out between blocks of different splits in one sequence')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--by-sequence', action='store_true',
+    parser.add_argument('--by_sequence', '--by-sequence', action='store_true',
                         help='assign whole sequences (growth runs) to one split instead of blocks')
     parser.add_argument('--classes', choices=['binary', 'fine'], default='binary',
                         help='binary: smooth/rough folders; fine: one folder per source class')
     parser.add_argument('--pattern', default=None,
                         help='regex with named groups (?P<sequence>...) and (?P<frame>...) searched in the file stem')
-    parser.add_argument('--frames-csv', default=None,
+    parser.add_argument('--frames_csv', '--frames-csv', default=None,
                         help='CSV with columns file,sequence,frame (file relative to --src or a bare name)')
-    parser.add_argument('--temporal-layer', action='store_true',
+    parser.add_argument('--temporal_layer', '--temporal-layer', action='store_true',
                         help='split layer_smooth by time as well (recommended when its frames come from videos)')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace a previous split in --dst (only its train/val/test folders and reports)')
     parser.add_argument('--copy', action='store_true', help='copy files instead of hard-linking them')
-    parser.add_argument('--no-similarity', action='store_true',
+    parser.add_argument('--no_similarity', '--no-similarity', action='store_true',
                         help='skip the nearest-neighbour similarity of val/test frames to the training set')
     return parser
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rheed.errors import UserError  # noqa: E402
+from rheed.cli import add_figure_options, run_or_exit  # noqa: E402
 from rheed.fcmae_viz import visualize_fcmae  # noqa: E402
 
 
@@ -18,19 +18,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random mask (the same mask for every frame)")
     parser.add_argument("--input_size", type=int, default=None,
                         help="square input size, a multiple of 32 (default: the checkpoint's --input_size)")
-    parser.add_argument("--out", type=Path, default=Path("fcmae_viz"), help="output folder")
-    parser.add_argument("--lang", choices=("en", "zh"), default="en", help="figure label language")
-    parser.add_argument("--dpi", type=int, default=300, help="PNG resolution")
+    add_figure_options(parser, Path("fcmae_viz"), "output folder")
     return parser
 
 
 def main(argv=None) -> None:
     args = get_args_parser().parse_args(argv)
-    try:
-        written = visualize_fcmae(args.checkpoint, args.images, args.out, mask_ratio=args.mask_ratio, seed=args.seed,
-                                  input_size=args.input_size, lang=args.lang, dpi=args.dpi)
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    written = run_or_exit(visualize_fcmae, args.checkpoint, args.images, args.out, mask_ratio=args.mask_ratio,
+                          seed=args.seed, input_size=args.input_size, lang=args.lang, dpi=args.dpi)
     print("wrote " + ", ".join(str(p) for p in written))
 
 

@@ -89,3 +89,16 @@ def test_cli_on_a_finetune_checkpoint(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         gradcam_cli(["--checkpoint", ckpt, "--images", images[0], "--layer", "stages.7", "--out", out])
     assert str(exit_info.value.code).startswith("error: the model has no layer 'stages.7'")
+
+
+def test_cli_corrupt_image_is_one_line_error(tmp_path):
+    model = tiny_classifier()
+    ckpt = tmp_path / "checkpoint-best.pth"
+    args = {"model": "convnextv2_atto", "input_size": SIZE, "nb_classes": 2, "data_set": "RHEED"}
+    torch.save({"model": model.state_dict(), "args": args, "epoch": 3, "class_names": ["rough", "smooth"]}, ckpt)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    with pytest.raises(SystemExit) as exit_info:
+        gradcam_cli(["--checkpoint", ckpt, "--images", broken, "--out", tmp_path / "cam"])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and "broken.png" in message and "\n" not in message

@@ -274,3 +274,13 @@ def test_split_warns_when_a_split_gets_no_frame_of_a_class(tmp_path, capsys):
     assert f"warning: {split} has no frames of class rough" in capsys.readouterr().out
     full = split_dataset(str(write_runs(tmp_path / "big")), str(tmp_path / "split_big"), gap=3, seed=0)
     assert full["missing_labels"] == {}
+
+
+def test_flags_take_underscores_and_keep_dashed_aliases():
+    from conftest import load_script
+    parser = load_script("split_dataset_simple").get_args_parser()
+    for spelling in (["--by_sequence", "--temporal_layer", "--no_similarity", "--frames_csv", "f.csv"],
+                     ["--by-sequence", "--temporal-layer", "--no-similarity", "--frames-csv", "f.csv"]):
+        args = parser.parse_args(spelling)
+        assert args.by_sequence and args.temporal_layer and args.no_similarity and args.frames_csv == "f.csv"
+    assert "--by_sequence" in parser.format_help()

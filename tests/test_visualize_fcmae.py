@@ -111,3 +111,13 @@ def test_rejects_a_finetune_checkpoint_and_missing_images(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         visualize_cli(["--checkpoint", ckpt, "--images", tmp_path / "none.png"])
     assert exit_info.value.code == f"error: image(s) not found: {tmp_path / 'none.png'}"
+
+
+def test_cli_corrupt_image_is_one_line_error(tmp_path):
+    ckpt = save_checkpoint(tmp_path / "checkpoint-1.pth", tiny_fcmae(True))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image at all")
+    with pytest.raises(SystemExit) as exit_info:
+        visualize_cli(["--checkpoint", ckpt, "--images", broken, "--out", tmp_path / "viz"])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and "broken.png" in message and "\n" not in message

@@ -1,0 +1,25 @@
+# Sourced by the launchers (run_finetune_cpu.sh, run_finetune_balanced_gpu.sh,
+# run_pretrain_gpu.sh): the parts they share, written once.
+
+# The RHEED input pipeline for fine-tuning (docs/EXPERIMENTS.md): crops that keep
+# the pattern, RHEED augmentations, background subtraction on the whole frame,
+# frozen stem bias, full-scale head init.
+RHEED_FINETUNE_INPUT=(--crop_scale 0.5 1.0 --aug_mode rheed --subtract_background true
+    --train_stem_bias false --head_init_scale 1.0)
+
+# Stops (or, with DRY_RUN=1, warns) when FINETUNE names a missing file.
+check_finetune_file() {
+    if [ -n "$FINETUNE" ] && [ ! -f "$FINETUNE" ]; then
+        local msg="FINETUNE=$FINETUNE not found; download the official checkpoints on a connected machine with 'bash scripts/download_weights.sh' and copy weights/ here, point FINETUNE at your own FCMAE checkpoint, or set FINETUNE= to train from scratch"
+        if [ "${DRY_RUN:-0}" != 1 ]; then echo "error: $msg" >&2; exit 1; fi
+        echo "warning (dry run): $msg" >&2
+    fi
+}
+
+# Prints the command as one line, then (unless DRY_RUN=1) creates OUTPUT and runs it.
+print_and_run() {
+    printf '+'; printf ' %q' "$@"; printf '\n'
+    if [ "${DRY_RUN:-0}" = 1 ]; then exit 0; fi
+    mkdir -p "$OUTPUT"
+    exec "$@"
+}
