@@ -256,29 +256,14 @@ def report_checkpoint(args, model, device, class_names, loaders, checkpoint, che
                       fitted=None):
     """Evaluates `model` on val and test, calibrates on val (unless `fitted` is given or --calibrate false)
     and writes the reports (main process). Returns the calibration used."""
-    raw = {}
-    for split, (loader, _) in loaders.items():
-        if loader is not None:
-            raw[split] = evaluate(loader, model, device, use_amp=args.use_amp, amp_dtype=args.amp_dtype,
-                                  class_names=class_names)
-    if fitted is None and args.calibrate:
-        fitted = finetune_report.fit_calibration(raw.get('val'), class_names)
-    results = {}
-    for split, stats in raw.items():
-        stats = finetune_report.apply_calibration(stats, class_names, fitted)
-        results[split] = (stats, loaders[split][0].dataset)
-        finetune_report.print_metrics(f"{split} set, {checkpoint}{' (EMA)' if suffix else ''}", stats['metrics'],
-                                      stats['loss'])
-        print(f"  {finetune_report.probs_summary(stats, class_names)}")
-    if fitted is not None:
-        print(f"Calibration on validation: temperature {fitted['temperature']:.3f}, threshold "
-              f"{fitted['threshold']}, NLL {fitted['val_nll_before']:.4f} -> {fitted['val_nll_after']:.4f}")
-    if args.output_dir and utils.is_main_process():
-        info = dict(data_path=os.path.abspath(loaders['test'][1]) if 'test' in results else None,
-                    checkpoint=str(checkpoint), checkpoint_epoch=checkpoint_epoch, best_metric=args.best_metric,
-                    model=args.model)
-        finetune_report.write_reports(Path(args.output_dir), results, class_names, fitted, info, suffix)
-    return fitted
+    raw = {split: (evaluate(loader, model, device, use_amp=args.use_amp, amp_dtype=args.amp_dtype,
+                            class_names=class_names), loader.dataset)
+           for split, (loader, _) in loaders.items() if loader is not None}
+    info = dict(data_path=os.path.abspath(loaders['test'][1]) if 'test' in raw else None,
+                checkpoint=str(checkpoint), checkpoint_epoch=checkpoint_epoch, best_metric=args.best_metric,
+                model=args.model)
+    output_dir = Path(args.output_dir) if args.output_dir and utils.is_main_process() else None
+    return finetune_report.report(raw, class_names, fitted, args.calibrate, output_dir, info, suffix)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """What main_finetune.py writes after training: calibration, metrics JSON, prediction CSVs, console summary.
 
-The caller evaluates the model (engine_finetune.evaluate) and hands the results over; this module only
-turns them into files, so main_finetune.py keeps upstream's shape.
+The caller evaluates the model (engine_finetune.evaluate) and hands the results to `report`; this module
+calibrates, prints and writes them, so main_finetune.py keeps upstream's shape.
 
 Files in the run folder (main process only):
 - `predictions_<split>.csv`: path, label, pred, names and calibrated class probabilities per frame;
@@ -102,6 +102,28 @@ def write_reports(output_dir: Path, results: dict, class_names: Sequence[str], f
             report['val_metrics'] = dict(val_stats['metrics'], loss=val_stats['loss'])
         write_json(output_dir / f'test_metrics{suffix}.json', report)
         print(f"Test metrics written to {output_dir / f'test_metrics{suffix}.json'}")
+
+
+def report(raw: dict, class_names: Sequence[str], fitted: dict | None, calibrate: bool, output_dir: Path | None,
+           info: dict, suffix: str = '') -> dict | None:
+    """raw: split -> (engine_finetune.evaluate stats, dataset). Fits the calibration on val when `fitted` is None
+    and `calibrate`, prints each split's metrics and writes the files into output_dir (None: print only).
+    Returns the calibration used."""
+    if fitted is None and calibrate:
+        fitted = fit_calibration(raw['val'][0] if 'val' in raw else None, class_names)
+    results = {}
+    for split, (stats, dataset) in raw.items():
+        stats = apply_calibration(stats, class_names, fitted)
+        results[split] = (stats, dataset)
+        print_metrics(f"{split} set, {info['checkpoint']}{' (EMA)' if suffix else ''}", stats['metrics'],
+                      stats['loss'])
+        print(f"  {probs_summary(stats, class_names)}")
+    if fitted is not None:
+        print(f"Calibration on validation: temperature {fitted['temperature']:.3f}, threshold "
+              f"{fitted['threshold']}, NLL {fitted['val_nll_before']:.4f} -> {fitted['val_nll_after']:.4f}")
+    if output_dir is not None:
+        write_reports(output_dir, results, class_names, fitted, info, suffix)
+    return fitted
 
 
 def probs_summary(stats: dict, class_names: Sequence[str]) -> str:

@@ -133,7 +133,7 @@ def load_check_env():
 
 
 def test_arch_supports_uses_binary_compatibility():
-    arch_supports = load_check_env().arch_supports
+    from rheed.envcheck import arch_supports
     cu126 = ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
     assert arch_supports(cu126, 8, 9)          # RTX 4090 runs the sm_86 kernels
     assert arch_supports(cu126, 9, 0)
@@ -195,10 +195,10 @@ def test_check_env_reports_missing_package_bad_data_and_disk(tiny_split, tmp_pat
 
 def test_check_env_data_layout_errors(tmp_path):
     (tmp_path / "train" / "smooth").mkdir(parents=True)
-    module = load_check_env()
-    args = module.get_args_parser().parse_args(["--cpu", "--data_path", str(tmp_path)])
-    with pytest.raises(module.CheckFailed, match=r"lacks val, test/"):
-        module.check_data(args)
+    from rheed.envcheck import CheckFailed, check_data
+    args = load_check_env().get_args_parser().parse_args(["--cpu", "--data_path", str(tmp_path)])
+    with pytest.raises(CheckFailed, match=r"lacks val, test/"):
+        check_data(args)
 
 
 # ---------------------------------------------------------------- create / pack / unpack
