@@ -134,6 +134,9 @@ def build_dataset(is_train: bool, args, split: str | None = None):
             if os.path.isdir(train_root) and class_folders(train_root) != class_folders(root):
                 raise UserError(f"class folders differ: {train_root} has {class_folders(train_root)}, "
                                 f"{root} has {class_folders(root)}")
+        if split == 'train' and os.path.isdir(root) and len(class_folders(root)) == 1:
+            raise UserError(f"{root} has a single class folder ({class_folders(root)[0]}); a classifier needs "
+                            f"at least two (e.g. smooth/ and rough/)")
         dataset = image_folder(root, transform, args)
         nb_classes = len(dataset.classes)
         if args.nb_classes is not None and args.nb_classes != nb_classes:

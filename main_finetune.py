@@ -29,6 +29,7 @@ from engine_finetune import evaluate, flat_metrics, train_one_epoch
 from models.utils import load_pretrained_weights
 from optim_factory import LayerDecayValueAssigner, create_optimizer
 from rheed import finetune_report
+from rheed import runs
 from rheed.errors import UserError
 from rheed.imageio import SCALING_MODES
 from rheed.losses import build_criterion, mixup_active
@@ -170,6 +171,8 @@ def get_args_parser():
                         help='validation metric that selects checkpoint-best.pth (default: macro_f1)')
     parser.add_argument('--auto_resume', type=str2bool, default=True)
     parser.add_argument('--save_ckpt', type=str2bool, default=True)
+    parser.add_argument('--overwrite', type=str2bool, default=False,
+                        help='replace the files of another run in --output_dir (default: refuse and name its owner)')
     parser.add_argument('--save_ckpt_freq', default=1, type=int)
     parser.add_argument('--save_ckpt_num', default=3, type=int)
 
@@ -221,13 +224,18 @@ def check_args(args):
         raise UserError(f"--batch_size {args.batch_size} must be even with mixup/cutmix")
     if args.eval and args.data_set == 'image_folder' and not args.eval_data_path and not args.test_data_path:
         raise UserError("--eval true with --data_set image_folder needs --eval_data_path or --test_data_path")
+    if args.epochs < 1 and not args.eval:
+        raise UserError(f"--epochs {args.epochs}: train for at least one epoch (or evaluate with --eval true)")
+    if args.input_size < 32:
+        raise UserError(f"--input_size {args.input_size} is too small: the model downsamples by 32")
+    if args.output_dir:
+        runs.check_output_dir(args.output_dir)
+        if not args.eval:
+            runs.check_ownership(args.output_dir, run_identity(args), args.overwrite, resumable=args.auto_resume)
 
 
-def existing_checkpoints(output_dir, numbered_only=False) -> list[str]:
-    if not output_dir:
-        return []
-    names = sorted(p.name for p in Path(output_dir).glob('checkpoint-*.pth'))
-    return [n for n in names if n[len('checkpoint-'):-len('.pth')].isdigit()] if numbered_only else names
+def run_identity(args) -> dict:
+    return runs.run_identity('finetune', args.model, args.data_path)
 
 
 def eval_loader(dataset, args):
@@ -397,10 +405,10 @@ def main(args):
     criterion = build_criterion(args, class_counts).to(device)
     print("criterion = %s" % str(criterion))
 
-    if not args.eval and not args.resume and not args.auto_resume and existing_checkpoints(args.output_dir):
-        raise UserError(f"{args.output_dir} already holds checkpoints of another run "
-                        f"({', '.join(existing_checkpoints(args.output_dir)[:3])}); continue it with "
-                        f"--auto_resume true or choose a new --output_dir")
+    if args.overwrite and not args.eval and args.output_dir and utils.is_main_process():
+        runs.clear_previous_run(args.output_dir)
+    if utils.is_dist_avail_and_initialized():
+        torch.distributed.barrier()  # no rank looks for checkpoints to resume before they are cleared
     resumed = utils.auto_load_model(args=args, model=model, model_without_ddp=model_without_ddp,
                                     optimizer=optimizer, loss_scaler=loss_scaler, model_ema=model_ema)
     best = {'value': None, 'epoch': None, 'value_ema': None, 'epoch_ema': None}
@@ -411,17 +419,18 @@ def main(args):
                             f"has {class_names}; use another --output_dir")
         if resumed.get('best_metric') == args.best_metric:
             best = {k: resumed.get(f'best_{k}') for k in best}
-    elif not args.eval and existing_checkpoints(args.output_dir, numbered_only=True):
-        raise UserError(f"{args.output_dir} holds checkpoints but none could be resumed "
-                        f"({', '.join(existing_checkpoints(args.output_dir, True)[:3])}); choose a new --output_dir")
+    if not args.eval:
+        utils.check_nothing_overwritten(args.output_dir, resumed)
 
     loaders = {'val': (data_loader_val, dataset_val and datasets.dataset_root(False, args)),
                'test': (data_loader_test, test_path)}
     if args.eval:
         if resumed is None:
             raise UserError("--eval true needs a checkpoint: pass --resume <checkpoint-best.pth>")
-        if args.output_dir:
+        if args.output_dir:  # an evaluation never replaces the training run's reports
+            args.output_dir = runs.eval_output_dir(args.output_dir)
             Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+            print(f"Evaluation reports go to {args.output_dir}")
         epoch = resumed.get('epoch')
         if isinstance(epoch, str):  # checkpoint-best(-ema).pth: report the epoch it was chosen at
             epoch = resumed.get('best_epoch_ema' if epoch == 'best-ema' else 'best_epoch', epoch)
@@ -434,6 +443,8 @@ def main(args):
     if args.output_dir:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         if utils.is_main_process():
+            runs.remove_stale_temporaries(args.output_dir)
+            runs.record_owner(args.output_dir, run_identity(args))
             utils.trim_log(Path(args.output_dir) / 'log.txt', args.start_epoch)
     log_writer = None
     if global_rank == 0 and args.log_dir is not None:

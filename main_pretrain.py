@@ -22,6 +22,7 @@ import models.fcmae as fcmae
 import utils
 from engine_pretrain import train_one_epoch
 from rheed import augment
+from rheed import runs
 from rheed.errors import UserError
 from rheed.heldout import check_no_held_out_folders, leave_out_held_out_frames
 from rheed.imageio import IMAGE_EXTENSIONS, SCALING_MODES, ImageListDataset, list_images, make_loader, verify_files
@@ -92,6 +93,8 @@ def get_args_parser():
                         help='resume from checkpoint')
     parser.add_argument('--auto_resume', type=str2bool, default=True)
     parser.add_argument('--save_ckpt', type=str2bool, default=True)
+    parser.add_argument('--overwrite', type=str2bool, default=False,
+                        help='replace the files of another run in --output_dir (default: refuse and name its owner)')
     parser.add_argument('--save_ckpt_freq', default=1, type=int)
     parser.add_argument('--save_ckpt_num', default=3, type=int)
     parser.add_argument('--start_epoch', default=0, type=int, metavar='N',
@@ -170,11 +173,26 @@ def verified_files(args):
     return utils.on_main_process(list_and_verify)
 
 
-def build_model(args):
+def check_args(args):
+    """Cheap checks that need no data, so mistakes fail before anything is read or written."""
     if args.model not in fcmae.MODEL_NAMES:
         raise UserError(f"unknown --model {args.model!r}; choose one of {', '.join(fcmae.MODEL_NAMES)}")
-    if args.input_size % 32 != 0:
+    if args.input_size < 32 or args.input_size % 32 != 0:
         raise UserError(f"--input_size {args.input_size} must be a multiple of 32 (the FCMAE patch size)")
+    if torch.device(args.device).type == 'cuda' and not torch.cuda.is_available():
+        raise UserError("--device cuda, but no CUDA GPU is available; use --device cpu")
+    if args.epochs < 1:
+        raise UserError(f"--epochs {args.epochs}: pre-train for at least one epoch")
+    if args.output_dir:
+        runs.check_output_dir(args.output_dir)
+        runs.check_ownership(args.output_dir, run_identity(args), args.overwrite, resumable=args.auto_resume)
+
+
+def run_identity(args) -> dict:
+    return runs.run_identity('pretrain', args.model, args.data_path)
+
+
+def build_model(args):
     return fcmae.__dict__[args.model](
         img_size=args.input_size,
         mask_ratio=args.mask_ratio,
@@ -185,9 +203,8 @@ def build_model(args):
 
 
 def main(args):
+    check_args(args)
     device = torch.device(args.device)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise UserError("--device cuda, but no CUDA GPU is available; use --device cpu")
     utils.init_distributed_mode(args)
     print(f"job dir: {os.path.dirname(os.path.realpath(__file__))}")
     print(f"{args}".replace(', ', ',\n'))
@@ -212,11 +229,6 @@ def main(args):
     sampler_train = utils.build_train_sampler(dataset_train, args)
     print(f"Sampler_train = {sampler_train}")
 
-    if global_rank == 0 and args.log_dir is not None:
-        os.makedirs(args.log_dir, exist_ok=True)
-        log_writer = utils.TensorboardLogger(log_dir=args.log_dir)
-    else:
-        log_writer = None
 
     data_loader_train = torch.utils.data.DataLoader(
         dataset_train, sampler=sampler_train,
@@ -260,11 +272,24 @@ def main(args):
     args.use_amp = use_amp
     loss_scaler = NativeScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
 
-    utils.auto_load_model(args=args, model=model, model_without_ddp=model_without_ddp,
-                          optimizer=optimizer, loss_scaler=loss_scaler)
+    if args.overwrite and args.output_dir and utils.is_main_process():
+        runs.clear_previous_run(args.output_dir)
+    if utils.is_dist_avail_and_initialized():
+        dist.barrier()  # no rank looks for checkpoints to resume before they are cleared
+    resumed = utils.auto_load_model(args=args, model=model, model_without_ddp=model_without_ddp,
+                                    optimizer=optimizer, loss_scaler=loss_scaler)
+    utils.check_nothing_overwritten(args.output_dir, resumed)
 
+    # From here on files are written.
     if args.output_dir and utils.is_main_process():
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        runs.remove_stale_temporaries(args.output_dir)
+        runs.record_owner(args.output_dir, run_identity(args))
         utils.trim_log(Path(args.output_dir) / 'log.txt', args.start_epoch)
+    log_writer = None
+    if global_rank == 0 and args.log_dir is not None:
+        os.makedirs(args.log_dir, exist_ok=True)
+        log_writer = utils.TensorboardLogger(log_dir=args.log_dir)
     print(f"Start training for {args.epochs} epochs (from epoch {args.start_epoch})")
     start_time = time.time()
     for epoch in range(args.start_epoch, args.epochs):
@@ -296,8 +321,6 @@ def cli(argv=None):
     parser = argparse.ArgumentParser('FCMAE pre-training', parents=[get_args_parser()])
     args = parser.parse_args(argv)
     try:
-        if args.output_dir:
-            Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         main(args)
     except UserError as e:
         sys.exit(f"error: {e}")

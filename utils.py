@@ -543,6 +543,18 @@ def list_numbered_checkpoints(output_dir):
     return sorted(found, reverse=True)
 
 
+def check_nothing_overwritten(output_dir, resumed) -> None:
+    """A run that resumed nothing (new run, --auto_resume false, or no readable checkpoint) must not write
+    over the checkpoints already in output_dir."""
+    if resumed is not None or not output_dir:
+        return
+    found = sorted(p.name for p in Path(output_dir).glob('checkpoint-*.pth'))
+    if found:
+        raise UserError(f"{output_dir} holds checkpoints this run did not resume ({', '.join(found[:3])}; "
+                        f"--auto_resume false, a finished run, or none could be read); use --output_dir NEW, "
+                        f"or --overwrite true to replace them")
+
+
 def _check_model_fits(model, state_dict, path, args, ckpt_args):
     """Raises UserError when a checkpoint's weights do not fit the model (another architecture)."""
     own = model.state_dict()

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from rheed.errors import UserError
+from rheed.runs import check_output_dir
 from rheed.inference import Classifier
 
 FORMATS = ("torchscript", "onnx")
@@ -112,6 +113,7 @@ def export_model(classifier: Classifier, out_dir: str | Path, formats: Sequence[
     if unknown or not formats:
         raise UserError(f"unknown export format(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
+    check_output_dir(out_dir, '--out', min_free_mb=10)
     targets = [out_dir / FILE_NAMES[f] for f in formats] + [out_dir / "preprocessing.json"]
     existing = [p.name for p in targets if p.exists()]
     if existing and not overwrite:

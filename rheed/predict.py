@@ -29,6 +29,7 @@ from rheed.errors import UserError
 from rheed.imageio import is_image_file
 from rheed.inference import Classifier
 from rheed.metrics import positive_class_index
+from rheed.runs import check_output_dir
 
 VIDEO_EXTENSIONS = (".avi", ".mkv", ".mp4", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv")
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -222,7 +223,8 @@ def default_out_dir(input_path: str | Path) -> Path:
 
 
 def check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuses to replace the outputs of an earlier run unless `overwrite`."""
+    """Refuses to replace the outputs of an earlier run unless `overwrite`, and outputs it cannot write."""
+    check_output_dir(out_dir, '--out', min_free_mb=10)
     existing = [name for name in OUTPUT_FILES if (Path(out_dir) / name).exists()]
     if existing and not overwrite:
         raise UserError(f"{out_dir} already holds {', '.join(existing)}; choose another --out or pass --overwrite")

@@ -88,7 +88,8 @@ def test_full_cpu_finetune(tiny_split, tmp_path):
         "--data_path", str(tiny_split), "--eval", "true", "--resume", str(out / "checkpoint-best.pth"),
         "--output_dir", str(tmp_path / "eval")])
     main(args)
-    again = json.loads((tmp_path / "eval" / "test_metrics.json").read_text())
+    (eval_dir,) = (tmp_path / "eval" / "eval").iterdir()  # eval/<timestamp>: its own folder
+    again = json.loads((eval_dir / "test_metrics.json").read_text())
     assert again["confusion_matrix"] == report["confusion_matrix"]
     assert again["macro_f1"] == pytest.approx(report["macro_f1"])
     assert again["checkpoint_epoch"] == report["checkpoint_epoch"]
