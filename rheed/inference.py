@@ -60,6 +60,13 @@ class Classifier:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         return self.predict_tensor(self.preprocess(images))
 
+    @torch.inference_mode()
+    def probs_and_features(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and the pooled, normalised features the head reads (forward_features)."""
+        features = self.model.forward_features(self.preprocess(images).to(self.device))
+        probs = torch.softmax(self.model.head(features).float() / self.temperature, dim=1)
+        return probs.cpu().numpy(), features.float().cpu().numpy()
+
     def predict_paths(self, paths: Sequence[str]) -> np.ndarray:
         return self.predict_images([self.loader(str(p)) for p in paths])
 

@@ -1,0 +1,77 @@
+"""Choose the unlabeled frames worth labelling next: the classifier's most uncertain frames plus a diverse
+rest, without near-duplicates (neighbouring frames of a video, or near-identical features). Writes
+selection.csv (fill in its 'label' column, then run scripts/label_frames.py) and a contact sheet."""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rheed.cli import run_or_exit  # noqa: E402
+from rheed.errors import UserError  # noqa: E402
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", required=True, help="fine-tuned checkpoint (e.g. outputs/ft/checkpoint-best.pth)")
+    parser.add_argument("--pool", nargs="+", required=True, help="folders (searched recursively) of unlabeled frames")
+    parser.add_argument("--budget", type=int, required=True, help="how many frames to choose")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (selection.csv, selection.png)")
+    parser.add_argument("--uncertain_fraction", type=float, default=0.5,
+                        help="share of the budget taken by the most uncertain frames; the rest is chosen for diversity")
+    parser.add_argument("--min_gap", type=int, default=5,
+                        help="frames of one sequence closer than this (in frame numbers) count as duplicates")
+    parser.add_argument("--max_similarity", type=float, default=0.98,
+                        help="frames whose feature cosine similarity reaches this count as duplicates")
+    parser.add_argument("--pattern", default=None, help="file-name regex with named groups sequence and frame")
+    parser.add_argument("--seed", type=int, default=0, help="breaks ties (the selection is deterministic per seed)")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier selection in --out")
+    return parser
+
+
+def run(args) -> Path:
+    import numpy as np
+
+    from rheed import selection
+    from rheed.imageio import list_images, verify_files
+    from rheed.inference import load_classifier
+    from rheed.runs import check_output_dir
+
+    check_output_dir(args.out, "--out", min_free_mb=10)
+    csv_path = args.out / "selection.csv"
+    if csv_path.exists() and not args.overwrite:
+        raise UserError(f"{csv_path} exists (it may hold your labels); choose another --out or pass --overwrite")
+    classifier = load_classifier(args.checkpoint, device=args.device)
+    paths = sorted({p for folder in args.pool for p in list_images(folder)})
+    paths, _ = verify_files(paths, skip_corrupt=True)
+    if not paths:
+        raise UserError(f"no readable frames in {', '.join(args.pool)}")
+    print(f"scoring {len(paths)} frames")
+    probs, features = [], []
+    for start in range(0, len(paths), args.batch_size):
+        batch = [classifier.loader(p) for p in paths[start:start + args.batch_size]]
+        p, f = classifier.probs_and_features(batch)
+        probs.append(p)
+        features.append(f)
+    probs, features = np.concatenate(probs), np.concatenate(features)
+    frames = [selection.pool_frame(p, args.pattern) for p in paths]
+    picks = selection.select(frames, probs, features, args.budget, args.uncertain_fraction, args.min_gap,
+                             args.max_similarity, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    selection.write_selection(csv_path, frames, probs, classifier.class_names, picks)
+    selection.save_contact_sheet(args.out / "selection.png", [frames[i].path for i, _ in picks],
+                                 [f"{reason} {Path(frames[i].path).name}" for i, reason in picks])
+    n_uncertain = sum(reason == "uncertain" for _, reason in picks)
+    print(f"chose {len(picks)} of {len(paths)} frames ({n_uncertain} uncertain, {len(picks) - n_uncertain} diverse): "
+          f"{csv_path}; fill in its 'label' column, then run scripts/label_frames.py")
+    return csv_path
+
+
+def main(argv=None) -> None:
+    run_or_exit(run, get_args_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
