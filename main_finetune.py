@@ -164,9 +164,12 @@ def get_args_parser():
     parser.add_argument('--class_weights_beta', default=0.999, type=float,
                         help='beta of --class_weights effective (default: 0.999)')
     parser.add_argument('--calibrate', type=str2bool, default=True,
-                        help='after training, fit a softmax temperature and (two classes) the decision threshold '
-                             'that maximises validation macro-F1 on the validation set; both are stored in '
+                        help='after training, fit a softmax temperature on the validation set; it is stored in '
                              'checkpoint-best.pth and used for the test metrics and by scripts/predict.py')
+    parser.add_argument('--tune_threshold', type=str2bool, default=False,
+                        help='with --calibrate and two classes: also decide with the threshold that maximises '
+                             'validation macro-F1 instead of argmax (default false: on small validation sets it '
+                             'did not transfer to new growth runs, see docs/EXPERIMENTS.md)')
     parser.add_argument('--best_metric', default='macro_f1', choices=list(BEST_METRICS),
                         help='validation metric that selects checkpoint-best.pth (default: macro_f1)')
     parser.add_argument('--auto_resume', type=str2bool, default=True)
@@ -271,7 +274,8 @@ def report_checkpoint(args, model, device, class_names, loaders, checkpoint, che
                 checkpoint=str(checkpoint), checkpoint_epoch=checkpoint_epoch, best_metric=args.best_metric,
                 model=args.model)
     output_dir = Path(args.output_dir) if args.output_dir and utils.is_main_process() else None
-    return finetune_report.report(raw, class_names, fitted, args.calibrate, output_dir, info, suffix)
+    return finetune_report.report(raw, class_names, fitted, args.calibrate, output_dir, info, suffix,
+                                  tune_threshold=args.tune_threshold)
 
 
 # ---------------------------------------------------------------------------------------------

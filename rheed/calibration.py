@@ -90,12 +90,15 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict:
     return {'bins': rows, 'ece': float(ece)}
 
 
-def calibrate(probs: np.ndarray, labels: np.ndarray, positive: int | None) -> dict:
-    """Fits T and (binary) the threshold on validation predictions; returns them with before/after NLL and ECE."""
+def calibrate(probs: np.ndarray, labels: np.ndarray, positive: int | None, tune_threshold: bool = False) -> dict:
+    """Fits T on validation predictions; returns it with before/after NLL and ECE. For two classes the
+    threshold that maximises validation macro-F1 is recorded as `val_best_threshold`; it becomes the decision
+    `threshold` only with `tune_threshold` (otherwise None: argmax)."""
     temperature = fit_temperature(probs, labels)
     scaled = apply_temperature(probs, temperature)
-    threshold = best_threshold(scaled, labels, positive) if positive is not None else None
-    return {'temperature': temperature, 'threshold': threshold, 'positive_index': positive,
+    val_best = best_threshold(scaled, labels, positive) if positive is not None else None
+    return {'temperature': temperature, 'threshold': val_best if tune_threshold else None,
+            'val_best_threshold': val_best, 'positive_index': positive,
             'val_nll_before': nll(probs, labels), 'val_nll_after': nll(scaled, labels),
             'val_ece_before': reliability(probs, labels)['ece'], 'val_ece_after': reliability(scaled, labels)['ece'],
             'num_val_samples': int(len(labels))}

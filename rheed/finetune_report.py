@@ -55,12 +55,12 @@ def print_metrics(title: str, metrics: dict, loss: float) -> None:
           f"{metrics['confusion_matrix']}")
 
 
-def fit_calibration(val_stats: dict | None, class_names: Sequence[str]) -> dict | None:
-    """Temperature and (two classes) decision threshold fitted on the validation predictions."""
+def fit_calibration(val_stats: dict | None, class_names: Sequence[str], tune_threshold: bool = False) -> dict | None:
+    """Temperature and (two classes, `tune_threshold`) decision threshold fitted on the validation predictions."""
     if val_stats is None or len(val_stats['labels']) == 0:
         return None
     positive = positive_class_index(class_names) if len(class_names) == 2 else None
-    fitted = calibration.calibrate(val_stats['probs'], val_stats['labels'], positive)
+    fitted = calibration.calibrate(val_stats['probs'], val_stats['labels'], positive, tune_threshold)
     fitted['positive_class'] = class_names[positive] if positive is not None else None
     return fitted
 
@@ -105,12 +105,12 @@ def write_reports(output_dir: Path, results: dict, class_names: Sequence[str], f
 
 
 def report(raw: dict, class_names: Sequence[str], fitted: dict | None, calibrate: bool, output_dir: Path | None,
-           info: dict, suffix: str = '') -> dict | None:
+           info: dict, suffix: str = '', tune_threshold: bool = False) -> dict | None:
     """raw: split -> (engine_finetune.evaluate stats, dataset). Fits the calibration on val when `fitted` is None
     and `calibrate`, prints each split's metrics and writes the files into output_dir (None: print only).
     Returns the calibration used."""
     if fitted is None and calibrate:
-        fitted = fit_calibration(raw['val'][0] if 'val' in raw else None, class_names)
+        fitted = fit_calibration(raw['val'][0] if 'val' in raw else None, class_names, tune_threshold)
     results = {}
     for split, (stats, dataset) in raw.items():
         stats = apply_calibration(stats, class_names, fitted)

@@ -79,3 +79,15 @@ def test_predict_uses_the_stored_threshold_only_for_its_class():
     assert stored_threshold(clf, "smooth") == 0.5  # the threshold was fitted for p(rough)
     assert stored_threshold(SimpleNamespace(class_names=["rough", "smooth"], threshold=None,
                                             threshold_class=None), None) == 0.5
+
+
+def test_threshold_is_only_used_when_tuning_is_asked_for():
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 10 + [1] * 30)
+    p_rough = np.clip(np.where(labels == 0, 0.35, 0.1) + rng.normal(0, 0.05, 40), 0.01, 0.99)
+    probs = np.stack([p_rough, 1 - p_rough], axis=1)
+    default = calibration.calibrate(probs, labels, positive=0)
+    assert default['threshold'] is None and 0 < default['val_best_threshold'] < 0.5
+    tuned = calibration.calibrate(probs, labels, positive=0, tune_threshold=True)
+    assert tuned['threshold'] == pytest.approx(default['val_best_threshold'])
+

@@ -25,7 +25,8 @@ def test_full_cpu_finetune(tiny_split, tmp_path):
     proc = run_cli(BASE + ["--data_path", tiny_split, "--nb_classes", "2", "--epochs", "2", "--output_dir", out,
                            "--log_dir", out / "tb", "--mixup", "0.8", "--cutmix", "1.0", "--smoothing", "0.1",
                            "--model_ema", "true", "--model_ema_eval", "true", "--model_ema_decay", "0.9",
-                           "--layer_decay", "0.9", "--warmup_epochs", "1", "--class_weights", "auto"], check=True)
+                           "--layer_decay", "0.9", "--warmup_epochs", "1", "--class_weights", "auto",
+                           "--tune_threshold", "true"], check=True)
     print(f"2-epoch CPU fine-tune wall time: {time.time() - start:.1f} s")
     print("\n".join(ln for ln in proc.stdout.splitlines()
                     if ln.startswith(("=====", "samples")) or "precision" in ln or "confusion matrix" in ln))
