@@ -24,14 +24,14 @@ from torchvision import transforms
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 import datasets  # noqa: E402
 import models.convnextv2 as convnextv2  # noqa: E402
-from rheed.imageio import make_loader  # noqa: E402
+from rheed.imageio import is_image_file, make_loader  # noqa: E402
 from rheed.metrics import compute_metrics  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def load_split(root: str) -> tuple[list, list, list]:
-    folder = datasets.ImageFolder(root, loader=make_loader('percentile'), is_valid_file=datasets.is_visible_image)
+    folder = datasets.ImageFolder(root, loader=make_loader('percentile'), is_valid_file=is_image_file)
     images = [folder.loader(path) for path, _ in folder.samples]
     return images, list(folder.targets), list(folder.classes)
 

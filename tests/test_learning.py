@@ -30,7 +30,7 @@ def rheed_like_frame(rng: np.random.Generator, rough: bool, h: int = 90, w: int 
 
 def write_split(root, seed=0):
     rng = np.random.default_rng(seed)
-    for split, n_smooth, n_rough in (("train", 24, 8), ("val", 12, 4), ("test", 12, 4)):
+    for split, n_smooth, n_rough in (("train", 36, 12), ("val", 12, 4), ("test", 24, 8)):
         for cls in ("rough", "smooth"):
             (root / split / cls).mkdir(parents=True)
             for i in range(n_rough if cls == "rough" else n_smooth):
@@ -40,18 +40,17 @@ def write_split(root, seed=0):
 
 
 def test_cpu_launcher_defaults_learn_streaks_vs_spots_from_scratch(tmp_path):
+    """Issue #10: only DATA, EPOCHS (<= 10) and INPUT_SIZE set; a few dozen training frames."""
     data, out = write_split(tmp_path / "data"), tmp_path / "run"
-    env = dict(PYTHON=sys.executable, DATA=str(data), OUTPUT=str(out), EPOCHS="15", INPUT_SIZE="64", BATCH="8",
-               NUM_WORKERS="0", OMP_NUM_THREADS="2")
-    proc = run_launcher("run_finetune_cpu.sh", env=env, timeout=600)
+    env = dict(PYTHON=sys.executable, DATA=str(data), OUTPUT=str(out), EPOCHS="10", INPUT_SIZE="64",
+               OMP_NUM_THREADS="2")
+    proc = run_launcher("run_finetune_cpu.sh", env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((out / "test_metrics.json").read_text())
-    print(f"launcher defaults, 15 epochs x 4 steps: test macro-F1 {metrics['macro_f1']:.3f}, "
+    print(f"launcher defaults, 10 epochs x 3 steps: test macro-F1 {metrics['macro_f1']:.3f}, "
           f"ROC-AUC {metrics['roc_auc']:.3f}")
-    # Seen here: ROC-AUC 1.0 but 2 of 12 smooth test frames called rough with p 0.91 and 0.999 - the ones
-    # with the densest, brightest streaks (about 6 px apart at 64 px), hence the lower F1 bar.
     assert metrics["roc_auc"] >= 0.99
-    assert metrics["macro_f1"] >= 0.8
+    assert metrics["macro_f1"] >= 0.95
 
 
 def test_frozen_stem_bias_stays_at_its_initial_value(tmp_path):
