@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole pipeline on the embedded synthetic data, on the CPU (< 15 min on 2 cores):
-#   virtualenv + CPU dependencies -> synthetic RHEED videos -> temporal split ->
+#   virtualenv + CPU dependencies -> synthetic RHEED videos -> split by growth run ->
 #   FCMAE pre-training (atto) -> fine-tuning from that checkpoint (class weights
 #   auto, best on macro-F1) -> test-split evaluation -> report figures.
 #
@@ -10,7 +10,7 @@
 #   data_rheed/ data_rheed_split/ pretrain/ finetune/ (+ report/ in each run).
 # A second run reuses what exists (data, finished runs); delete QUICK_OUT to start over.
 # Smaller/faster runs (the test suite uses them): QUICK_SCALE (0.1: data size of the
-# synthetic generator), QUICK_SIZE (96: image size), QUICK_EPOCHS_PRE (5),
+# synthetic generator), QUICK_SEQUENCES (8: layer and island growth runs each), QUICK_SIZE (96: image size), QUICK_EPOCHS_PRE (5),
 # QUICK_EPOCHS (15: fine-tuning), QUICK_BATCH (32: pre-training; fine-tuning uses the launcher's 16), QUICK_WORKERS (2),
 # QUICK_PYTHON (an interpreter that already has the requirements: skips the
 # virtualenv and pip), VENV (.venv).
@@ -19,6 +19,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 QUICK_OUT="${QUICK_OUT:-outputs/quickstart}"
 QUICK_SCALE="${QUICK_SCALE:-0.1}"
+QUICK_SEQUENCES="${QUICK_SEQUENCES:-8}"
 QUICK_SIZE="${QUICK_SIZE:-96}"
 QUICK_EPOCHS_PRE="${QUICK_EPOCHS_PRE:-5}"
 QUICK_EPOCHS="${QUICK_EPOCHS:-15}"
@@ -61,14 +62,15 @@ step "2/6 synthetic RHEED videos -> $data"
 if [ -d "$data" ] && [ -n "$(ls -A "$data")" ]; then
     echo "reusing $data"
 else
-    run "$PY" scripts/make_synthetic_rheed.py --out "$data" --scale "$QUICK_SCALE" --seed 0
+    run "$PY" scripts/make_synthetic_rheed.py --out "$data" --scale "$QUICK_SCALE" --sequences "$QUICK_SEQUENCES" --seed 0
 fi
 
-step "3/6 temporal split -> $split"
+step "3/6 split by growth sequence -> $split"
 if [ -d "$split" ] && [ -n "$(ls -A "$split")" ]; then
     echo "reusing $split"
 else
-    run "$PY" scripts/split_dataset_simple.py --src "$data" --dst "$split" --seed 0
+    # whole sequences per split: the test frames come from growth runs the model never saw
+    run "$PY" scripts/split_dataset_simple.py --src "$data" --dst "$split" --by_sequence --seed 0
 fi
 
 step "4/6 FCMAE pre-training of convnextv2_atto on $split/train -> $pre"
