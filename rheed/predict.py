@@ -1,8 +1,8 @@
 """Frame-by-frame growth monitoring: classify the frames of a run and find the smooth -> rough transition.
 
-Inputs: one image, a folder of frames (ordered by the frame number in the file name), a multi-page TIFF
-(one frame per page) or a video file (decoded with PyAV). `watch_folder` follows a folder that a camera
-writes into.
+Inputs (rheed.frames): one image, a folder of frames (ordered by the frame number in the file name), a
+multi-page TIFF (one frame per page) or a video file (decoded with PyAV). rheed.watch follows a folder that a
+camera writes into, with the same recorder.
 
 Smoothing is a causal moving average: the smoothed value of frame t is the mean of the raw positive-class
 probabilities of frames t-w+1 .. t (fewer at the start). It only looks back, so offline runs and watch mode
@@ -10,42 +10,24 @@ give the same numbers; the price is a lag of about (w - 1) / 2 frames. The trans
 from which the smoothed probability stays >= threshold for `persist` consecutive frames.
 """
 import csv
-import os
-import signal
 import sys
-import threading
 import time
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
 from rheed.atomic import write_json_atomic
-from rheed.errors import UserError
-from rheed.imageio import is_image_file
+from rheed.errors import UserError, warn
+from rheed.frames import DecodedFrame, open_input
 from rheed.inference import Classifier
 from rheed.metrics import positive_class_index
 from rheed.runs import check_output_dir
 
-VIDEO_EXTENSIONS = (".avi", ".mkv", ".mp4", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv")
-TIFF_EXTENSIONS = (".tif", ".tiff")
 OUTPUT_FILES = ("predictions.csv", "summary.json", "timeline.png", "timeline.pdf")
 SMOOTHING = "causal moving average"
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class DecodedFrame:
-    frame: int
-    source: str
-    image: Image.Image
 
 
 @dataclass
@@ -81,136 +63,6 @@ def resolve_positive_class(class_names: Sequence[str], positive_class: str | Non
                         f"pass --positive_class")
     return positive_class_index(names, positive_class)
 
-
-# ---------------------------------------------------------------------------------------------------
-# Inputs
-
-class FrameSource:
-    """An ordered run of frames from one input; unreadable items are reported and skipped."""
-
-    def __init__(self, kind: str, path: Path, total: int | None, frames: Callable[[], Iterator[DecodedFrame]]):
-        self.kind = kind
-        self.path = path
-        self.total = total
-        self.skipped: list[tuple[str, str]] = []
-        self._frames = frames
-
-    def __iter__(self) -> Iterator[DecodedFrame]:
-        return self._frames()
-
-    def skip(self, source: str, reason: str) -> None:
-        self.skipped.append((source, reason))
-        warn(f"skipping {source}: {reason}")
-
-
-def frame_number(path: Path, pattern: str | None, default: int) -> int:
-    from rheed.naming import parse_sequence_frame
-    _, frame = parse_sequence_frame(path.name, pattern)
-    return default if frame is None else frame
-
-
-def count_tiff_pages(path: Path) -> int:
-    import tifffile
-    try:
-        with tifffile.TiffFile(path) as tif:
-            return len(tif.pages)
-    except Exception as e:  # tifffile raises several types for damaged files
-        raise UserError(f"cannot read TIFF {path}: {e}") from e
-
-
-def folder_source(folder: Path, classifier: Classifier, pattern: str | None) -> FrameSource:
-    from rheed.naming import parse_sequence_frame, sort_by_frame
-
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    images = [p for p in files if is_image_file(p)]
-    source = FrameSource("folder", folder, len(images), lambda: iterate())
-    for p in files:
-        if not is_image_file(p):
-            source.skip(str(p), "not an image file")
-    if not images:
-        raise UserError(f"no image frames in {folder}")
-    images = [Path(p) for p in sort_by_frame([str(p) for p in images], pattern)]
-    sequences = {parse_sequence_frame(p.name, pattern)[0] for p in images}
-    if len(sequences) > 1:
-        warn(f"{folder} holds frames of {len(sequences)} sequences ({', '.join(sorted(map(str, sequences)))}); "
-             f"they are treated as one run")
-
-    def iterate() -> Iterator[DecodedFrame]:
-        for i, p in enumerate(images):
-            try:
-                image = classifier.loader(str(p))
-            except Exception as e:  # any decoder failure: report the file, keep going
-                source.skip(str(p), f"cannot decode ({e})")
-                continue
-            yield DecodedFrame(frame_number(p, pattern, i), str(p), image)
-
-    return source
-
-
-def tiff_stack_source(path: Path, classifier: Classifier, n_pages: int) -> FrameSource:
-    from rheed.imageio import read_stack
-
-    def iterate() -> Iterator[DecodedFrame]:
-        for i, array in enumerate(read_stack(str(path), **classifier.scaling)):
-            yield DecodedFrame(i, f"{path}[{i}]", classifier.image_from_array(array))
-
-    return FrameSource("tiff_stack", path, n_pages, iterate)
-
-
-def video_source(path: Path, classifier: Classifier) -> FrameSource:
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise UserError(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            total = stream.frames or None
-    except av.error.FFmpegError as e:
-        raise UserError(f"cannot open video {path}: {e}") from e
-
-    def iterate() -> Iterator[DecodedFrame]:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            pix_fmt = stream.codec_context.pix_fmt or ""
-            if pix_fmt.startswith("gray") and pix_fmt != "gray":
-                fmt = "gray16le"  # 9-16 bit grayscale keeps its depth
-            elif pix_fmt.startswith("gray"):
-                fmt = "gray"
-            else:
-                fmt = "rgb24"
-            try:
-                for i, frame in enumerate(container.decode(stream)):
-                    yield DecodedFrame(i, f"{path}[{i}]", classifier.image_from_array(frame.to_ndarray(format=fmt)))
-            except av.error.FFmpegError as e:
-                warn(f"{path}: decoding stopped after a damaged packet ({e})")
-
-    return FrameSource("video", path, total, iterate)
-
-
-def open_input(path: str | Path, classifier: Classifier, pattern: str | None = None) -> FrameSource:
-    """Chooses the reader for an image, a folder of frames, a multi-page TIFF or a video."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"input not found: {path}")
-    if path.is_dir():
-        return folder_source(path, classifier, pattern)
-    suffix = path.suffix.lower()
-    if suffix in TIFF_EXTENSIONS:
-        n_pages = count_tiff_pages(path)
-        if n_pages > 1:
-            return tiff_stack_source(path, classifier, n_pages)
-    if is_image_file(path):
-        try:
-            image = classifier.loader(str(path))
-        except Exception as e:
-            raise UserError(f"cannot decode image {path}: {e}") from e
-        frame = DecodedFrame(frame_number(path, pattern, 0), str(path), image)
-        return FrameSource("image", path, 1, lambda: iter([frame]))
-    if suffix in VIDEO_EXTENSIONS:
-        return video_source(path, classifier)
-    raise UserError(f"unsupported input {path}: expected an image, a folder of frames, a multi-page TIFF or a "
-                    f"video ({' '.join(VIDEO_EXTENSIONS)})")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -436,153 +288,4 @@ def predict_input(classifier: Classifier, input_path: str | Path, out_dir: str |
     })
     if interrupted:
         raise KeyboardInterrupt
-    return summary
-
-
-# ---------------------------------------------------------------------------------------------------
-# Watch mode
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set `stop` (a second SIGINT aborts at once); previous handlers are restored on exit."""
-    def handler(signum, _frame):
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        print(f"\nreceived {signal.Signals(signum).name}; finishing the current frames...", file=sys.stderr,
-              flush=True)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-@dataclass
-class _Pending:
-    size: int
-    mtime: float
-    failures: int = 0
-
-
-def _ready_files(folder: Path, seen: set[str], pending: dict[str, _Pending], settle: float,
-                 report: Callable[[str, str], None]) -> list[Path]:
-    """New image files that look completely written: unchanged since the last poll, or older than `settle` s."""
-    ready = []
-    now = time.time()
-    try:
-        entries = list(os.scandir(folder))
-    except OSError as e:
-        warn(f"cannot list {folder}: {e}")
-        return []
-    for entry in entries:
-        if entry.path in seen or entry.name.startswith(".") or not entry.is_file():
-            continue
-        path = Path(entry.path)
-        if not is_image_file(path):
-            seen.add(entry.path)
-            report(entry.path, "not an image file")
-            continue
-        try:
-            st = entry.stat()
-        except OSError:
-            continue  # vanished (e.g. renamed by the camera software)
-        previous = pending.get(entry.path)
-        stable = previous is not None and previous.size == st.st_size and previous.mtime == st.st_mtime
-        if st.st_size > 0 and (stable or now - st.st_mtime >= settle):
-            ready.append(path)
-        if previous is None:
-            pending[entry.path] = _Pending(st.st_size, st.st_mtime)
-        else:
-            previous.size, previous.mtime = st.st_size, st.st_mtime
-    return ready
-
-
-def watch_folder(classifier: Classifier, folder: str | Path, out_dir: str | Path | None = None,
-                 options: PredictOptions | None = None, overwrite: bool = False, poll_interval: float = 0.5,
-                 max_frames: int | None = None, timeout: float | None = None, refresh: float = 10.0,
-                 stop: threading.Event | None = None, echo: Callable[[str], None] = print,
-                 max_decode_failures: int = 3) -> dict:
-    """Classifies frames as they appear in `folder` until `stop` is set, `max_frames` frames are done, or no
-    new frame arrived for `timeout` seconds. Frames already in the folder are classified first. Rows are
-    appended to predictions.csv as they come; summary.json and the timeline are refreshed every `refresh`
-    seconds and written once more on exit."""
-    options = options or PredictOptions()
-    options.validate()
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"--watch folder not found: {folder}")
-    positive = resolve_positive_class(classifier.class_names, options.positive_class)
-    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(folder)
-    if out_dir.resolve() == folder.resolve():
-        raise UserError("--out must not be the watched folder")
-    prepare_out_dir(out_dir, overwrite)
-    stop = stop or threading.Event()
-
-    skipped: list[tuple[str, str]] = []
-
-    def report(source: str, reason: str) -> None:
-        skipped.append((source, reason))
-        warn(f"skipping {source}: {reason}")
-
-    recorder = TimelineRecorder(out_dir, classifier.class_names, positive, options)
-    seen: set[str] = set()
-    pending: dict[str, _Pending] = {}
-    start = last_frame_time = last_refresh = time.monotonic()
-    name = recorder.positive_name
-    echo(f"watching {folder} (poll every {poll_interval:g} s); writing to {out_dir}; stop with Ctrl-C")
-
-    def extra() -> dict:
-        elapsed = time.monotonic() - start
-        return {"input": str(folder.resolve()), "input_kind": "watch", "output_dir": str(out_dir),
-                "skipped": [{"source": s, "reason": r} for s, r in skipped],
-                "interrupted": False, "seconds": round(elapsed, 3), **run_options(classifier, options)}
-
-    try:
-        while not stop.is_set():
-            ready = _ready_files(folder, seen, pending, settle=poll_interval, report=report)
-            from rheed.naming import sort_by_frame
-            ready = [Path(p) for p in sort_by_frame([str(p) for p in ready], options.pattern)]
-            if max_frames is not None:
-                ready = ready[:max_frames - len(recorder.probs)]
-            for i in range(0, len(ready), options.batch_size):
-                images, paths = [], []
-                for path in ready[i:i + options.batch_size]:
-                    try:
-                        images.append(classifier.loader(str(path)))
-                        paths.append(path)
-                        seen.add(str(path))
-                    except Exception as e:  # maybe still being written: retry on the next polls
-                        state = pending[str(path)]
-                        state.failures += 1
-                        if state.failures >= max_decode_failures:
-                            seen.add(str(path))
-                            report(str(path), f"cannot decode ({e})")
-                if not images:
-                    continue
-                for path, probs in zip(paths, classifier.predict_images(images)):
-                    row = recorder.add(frame_number(path, options.pattern, len(recorder.probs)), str(path), probs)
-                    echo(f"frame {row.frame:>7d}  p_{name}={row.probability:.3f}  smoothed={row.smoothed:.3f}  "
-                         f"{row.label:<8s} {path.name}")
-                    if row.transition_found:
-                        echo(f"transition: smoothed p_{name} >= {options.threshold:g} for {options.persist} frames "
-                             f"from frame {recorder.frames[recorder.transition]}")
-                last_frame_time = time.monotonic()
-            now = time.monotonic()
-            if ready and now - last_refresh >= refresh:
-                recorder.write_outputs(extra())
-                last_refresh = now
-            if max_frames is not None and len(recorder.probs) >= max_frames:
-                break
-            if timeout is not None and now - last_frame_time >= timeout:
-                echo(f"no new frame for {timeout:g} s; stopping")
-                break
-            stop.wait(poll_interval)
-    finally:
-        recorder.close()
-        summary = recorder.write_outputs(extra())
-        echo(f"{summary['num_frames']} frames; transition frame: {summary['transition_frame']}; "
-             f"results in {out_dir}")
     return summary

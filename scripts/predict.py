@@ -53,8 +53,8 @@ def stored_threshold(classifier, positive_class) -> float:
 
 def main(args: argparse.Namespace) -> None:
     from rheed.inference import load_classifier
-    from rheed.predict import (PredictOptions, check_out_dir, default_out_dir, predict_input, stop_on_signals,
-                               watch_folder)
+    from rheed.predict import PredictOptions, check_out_dir, default_out_dir, predict_input
+    from rheed.watch import stop_on_signals, watch_folder
 
     options = PredictOptions(threshold=0.5 if args.threshold is None else args.threshold,
                              smooth_window=args.smooth_window, persist=args.persist,

@@ -1,4 +1,4 @@
-"""scripts/predict.py and rheed.predict: per-frame predictions, transition detection, input kinds, watch mode."""
+"""scripts/predict.py, rheed.predict, rheed.frames and rheed.watch: per-frame predictions, transition detection, input kinds, watch mode."""
 import csv
 import json
 import os
@@ -247,7 +247,8 @@ def test_transition_rule():
 
 
 def test_watch_picks_up_new_frames(classifier, run_frames, tmp_path):
-    from rheed.predict import PredictOptions, watch_folder
+    from rheed.predict import PredictOptions
+    from rheed.watch import watch_folder
 
     camera = tmp_path / "camera"
     write_folder(camera, run_frames[:3], names=[f"seq001_{i:06d}.png" for i in range(3)])  # before the start

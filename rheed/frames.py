@@ -1,0 +1,151 @@
+"""The frames of one input, in order: a folder of images, a multi-page TIFF, a video file or one image.
+
+Unreadable items are reported (and listed by the caller) instead of stopping a run.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from PIL import Image
+
+from rheed.errors import UserError, warn
+from rheed.imageio import is_image_file
+from rheed.inference import Classifier
+
+VIDEO_EXTENSIONS = (".avi", ".mkv", ".mp4", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv")
+TIFF_EXTENSIONS = (".tif", ".tiff")
+
+
+@dataclass
+class DecodedFrame:
+    frame: int
+    source: str
+    image: Image.Image
+
+
+class FrameSource:
+    """An ordered run of frames from one input; unreadable items are reported and skipped."""
+
+    def __init__(self, kind: str, path: Path, total: int | None, frames: Callable[[], Iterator[DecodedFrame]]):
+        self.kind = kind
+        self.path = path
+        self.total = total
+        self.skipped: list[tuple[str, str]] = []
+        self._frames = frames
+
+    def __iter__(self) -> Iterator[DecodedFrame]:
+        return self._frames()
+
+    def skip(self, source: str, reason: str) -> None:
+        self.skipped.append((source, reason))
+        warn(f"skipping {source}: {reason}")
+
+
+def frame_number(path: Path, pattern: str | None, default: int) -> int:
+    from rheed.naming import parse_sequence_frame
+    _, frame = parse_sequence_frame(path.name, pattern)
+    return default if frame is None else frame
+
+
+def count_tiff_pages(path: Path) -> int:
+    import tifffile
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return len(tif.pages)
+    except Exception as e:  # tifffile raises several types for damaged files
+        raise UserError(f"cannot read TIFF {path}: {e}") from e
+
+
+def folder_source(folder: Path, classifier: Classifier, pattern: str | None) -> FrameSource:
+    from rheed.naming import parse_sequence_frame, sort_by_frame
+
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    images = [p for p in files if is_image_file(p)]
+    source = FrameSource("folder", folder, len(images), lambda: iterate())
+    for p in files:
+        if not is_image_file(p):
+            source.skip(str(p), "not an image file")
+    if not images:
+        raise UserError(f"no image frames in {folder}")
+    images = [Path(p) for p in sort_by_frame([str(p) for p in images], pattern)]
+    sequences = {parse_sequence_frame(p.name, pattern)[0] for p in images}
+    if len(sequences) > 1:
+        warn(f"{folder} holds frames of {len(sequences)} sequences ({', '.join(sorted(map(str, sequences)))}); "
+             f"they are treated as one run")
+
+    def iterate() -> Iterator[DecodedFrame]:
+        for i, p in enumerate(images):
+            try:
+                image = classifier.loader(str(p))
+            except Exception as e:  # any decoder failure: report the file, keep going
+                source.skip(str(p), f"cannot decode ({e})")
+                continue
+            yield DecodedFrame(frame_number(p, pattern, i), str(p), image)
+
+    return source
+
+
+def tiff_stack_source(path: Path, classifier: Classifier, n_pages: int) -> FrameSource:
+    from rheed.imageio import read_stack
+
+    def iterate() -> Iterator[DecodedFrame]:
+        for i, array in enumerate(read_stack(str(path), **classifier.scaling)):
+            yield DecodedFrame(i, f"{path}[{i}]", classifier.image_from_array(array))
+
+    return FrameSource("tiff_stack", path, n_pages, iterate)
+
+
+def video_source(path: Path, classifier: Classifier) -> FrameSource:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UserError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            total = stream.frames or None
+    except av.error.FFmpegError as e:
+        raise UserError(f"cannot open video {path}: {e}") from e
+
+    def iterate() -> Iterator[DecodedFrame]:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            pix_fmt = stream.codec_context.pix_fmt or ""
+            if pix_fmt.startswith("gray") and pix_fmt != "gray":
+                fmt = "gray16le"  # 9-16 bit grayscale keeps its depth
+            elif pix_fmt.startswith("gray"):
+                fmt = "gray"
+            else:
+                fmt = "rgb24"
+            try:
+                for i, frame in enumerate(container.decode(stream)):
+                    yield DecodedFrame(i, f"{path}[{i}]", classifier.image_from_array(frame.to_ndarray(format=fmt)))
+            except av.error.FFmpegError as e:
+                warn(f"{path}: decoding stopped after a damaged packet ({e})")
+
+    return FrameSource("video", path, total, iterate)
+
+
+def open_input(path: str | Path, classifier: Classifier, pattern: str | None = None) -> FrameSource:
+    """Chooses the reader for an image, a folder of frames, a multi-page TIFF or a video."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"input not found: {path}")
+    if path.is_dir():
+        return folder_source(path, classifier, pattern)
+    suffix = path.suffix.lower()
+    if suffix in TIFF_EXTENSIONS:
+        n_pages = count_tiff_pages(path)
+        if n_pages > 1:
+            return tiff_stack_source(path, classifier, n_pages)
+    if is_image_file(path):
+        try:
+            image = classifier.loader(str(path))
+        except Exception as e:
+            raise UserError(f"cannot decode image {path}: {e}") from e
+        frame = DecodedFrame(frame_number(path, pattern, 0), str(path), image)
+        return FrameSource("image", path, 1, lambda: iter([frame]))
+    if suffix in VIDEO_EXTENSIONS:
+        return video_source(path, classifier)
+    raise UserError(f"unsupported input {path}: expected an image, a folder of frames, a multi-page TIFF or a "
+                    f"video ({' '.join(VIDEO_EXTENSIONS)})")
