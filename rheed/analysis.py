@@ -17,7 +17,7 @@ import numpy as np
 
 from rheed.errors import UserError
 from rheed.imageio import _drop_extra_channels, decode_checked, list_images, to_uint8
-from rheed.split import FINE_TO_BINARY, SPLITS
+from rheed.split_layout import FINE_TO_BINARY, SPLITS
 
 HIST_BINS = 64
 

@@ -14,6 +14,8 @@ import traceback
 from datetime import timedelta
 from pathlib import Path
 
+from rheed.split_layout import SPLITS
+
 # (module to import, pip package that provides it)
 REQUIRED_MODULES = (
     ("torch", "torch"),
@@ -34,7 +36,6 @@ REQUIRED_MODULES = (
     ("onnxscript", "onnxscript"),
 )
 TIMM_VERSION = "0.3.2"
-SPLITS = ("train", "val", "test")
 
 
 class CheckFailed(Exception):

@@ -9,9 +9,8 @@ import os
 from pathlib import Path
 
 from rheed.errors import UserError
+from rheed.split_layout import HELD_OUT_SPLITS, SPLITS
 
-SPLIT_NAMES = ('train', 'val', 'test')
-HELD_OUT_SPLITS = ('val', 'test')
 MANIFEST = 'manifest.csv'
 
 
@@ -21,7 +20,7 @@ def split_root_of(folder: Path):
     if folder.name not in HELD_OUT_SPLITS:
         return None
     parent = folder.parent
-    n_splits = sum((parent / name).is_dir() for name in SPLIT_NAMES)
+    n_splits = sum((parent / name).is_dir() for name in SPLITS)
     if n_splits >= 2 or (parent / MANIFEST).is_file():
         return parent
     return None

@@ -31,36 +31,22 @@ import shutil
 import sys
 import zlib
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
 from rheed.errors import UserError
-from rheed.imageio import list_images, read_frame
+from rheed.split_layout import FINE_TO_BINARY, MANIFEST_COLUMNS, SPLITS, SplitFrame, label_of
+from rheed.split_report import build_report, format_report
+from rheed.split_similarity import nearest_train_similarity
+from rheed.imageio import list_images
 from rheed.naming import compile_pattern, parse_sequence_frame
 
-SPLITS = ('train', 'val', 'test')
-FINE_TO_BINARY = {'layer_smooth': 'smooth', 'island_smooth': 'smooth', 'island_rough': 'rough'}
 RANDOM_BY_DEFAULT = ('layer_smooth',)
-MANIFEST_COLUMNS = ('path', 'source', 'fine_class', 'label', 'sequence', 'frame', 'split')
 REPORT_FILES = ('manifest.csv', 'split_report.json', 'split_report.txt')
 STAGING = '.split-staging'
 DEFAULT_GAP = 3
-
-
-@dataclass
-class SplitFrame:
-    source: str                 # path of the original file
-    rel: str                    # path inside its class folder (posix separators)
-    fine_class: str
-    sequence: str | None
-    frame: int | None
-    split: str | None = None    # None: not assigned / left out
-    excluded: str | None = None  # why it was left out ('gap', 'conflict')
 
 
 # ----------------------------------------------------------------------------- collecting frames
@@ -309,81 +295,6 @@ def plan_split(frames: list[SplitFrame], ratios=(0.7, 0.15, 0.15), gap: int = DE
     }
 
 
-# ----------------------------------------------------------------------------- similarity
-
-def thumbnail(path: str, size: int = 32) -> np.ndarray | None:
-    """Grayscale size x size thumbnail of a frame as a float vector (None when unreadable)."""
-    try:
-        frame = read_frame(path)
-    except Exception:
-        return None
-    if frame.ndim == 3:
-        frame = frame.mean(axis=2).astype(np.uint8)
-    return np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR), dtype=np.float64).ravel()
-
-
-def _unit_rows(mat: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(mat, axis=1, keepdims=True)
-    return mat / np.where(norms > 0, norms, 1.0)
-
-
-def nearest_train_similarity(frames: list[SplitFrame], size: int = 32, top: int = 10, workers: int = 4) -> dict:
-    """Similarity of each val/test frame to its most similar train frame: cosine similarity of
-    size x size grayscale thumbnails after removing the mean thumbnail of all frames (RHEED frames
-    share most of their structure, so plain correlations are all close to 1). 1 = identical up to
-    brightness scale; unrelated frames score near 0."""
-    kept = [f for f in frames if f.split is not None]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        thumbs = list(pool.map(lambda f: thumbnail(f.source, size), kept))
-    unreadable = [f.source for f, t in zip(kept, thumbs) if t is None]
-    items = [(f, t) for f, t in zip(kept, thumbs) if t is not None]
-    result = {'thumbnail_size': size, 'measure': 'cosine similarity of mean-removed grayscale thumbnails',
-              'unreadable': unreadable}
-    if not items:
-        return result
-    mat = _unit_rows(np.stack([t - t.mean() for _, t in items]))  # each frame: zero mean, unit norm
-    mat = _unit_rows(mat - mat.mean(axis=0))                       # remove what all frames share
-    rows = {s: [i for i, (f, _) in enumerate(items) if f.split == s] for s in SPLITS}
-    if not rows['train']:
-        return result
-    train = rows['train']
-    for split in ('val', 'test'):
-        if not rows[split]:
-            continue
-        sims = mat[rows[split]] @ mat[train].T
-        best = sims.argmax(axis=1)
-        best_sim = sims[np.arange(len(best)), best]
-        query = [items[i][0] for i in rows[split]]
-        match = [items[train[j]][0] for j in best]
-        same = np.array([f.sequence is not None and f.sequence == g.sequence for f, g in zip(query, match)])
-        # reference: the most similar train frame from another growth run
-        train_seq = np.array([str(items[j][0].sequence) for j in train])
-        other = np.array([[f.sequence is None or ts != f.sequence for ts in train_seq] for f in query])
-        other_best = np.where(other, sims, -np.inf).max(axis=1)
-        other_best = other_best[np.isfinite(other_best)]
-
-        def stats(values):
-            return {'mean': round(float(values.mean()), 4), 'median': round(float(np.median(values)), 4),
-                    'p95': round(float(np.percentile(values, 95)), 4), 'max': round(float(values.max()), 4)}
-
-        per_class = {}
-        for c in sorted({f.fine_class for f in query}):
-            mask = np.array([f.fine_class == c for f in query])
-            per_class[c] = {'n': int(mask.sum()), **stats(best_sim[mask])}
-        pairs = []
-        for i in np.argsort(-best_sim, kind='stable')[:top]:
-            f, g = query[i], match[i]
-            pairs.append({'frame': f'{f.fine_class}/{f.rel}', 'train_frame': f'{g.fine_class}/{g.rel}',
-                          'similarity': round(float(best_sim[i]), 4), 'same_sequence': bool(same[i]),
-                          'frame_distance': (abs(f.frame - g.frame) if same[i] and f.frame is not None
-                                             and g.frame is not None else None)})
-        result[split] = {'n': len(query), **stats(best_sim), 'n_above_0.95': int((best_sim > 0.95).sum()),
-                         'nearest_in_same_sequence': int(same.sum()),
-                         'other_sequence_mean': round(float(other_best.mean()), 4) if other_best.size else None,
-                         'per_class': per_class, 'top_pairs': pairs}
-    return result
-
-
 # ----------------------------------------------------------------------------- writing
 
 def _is_previous_split(dst: Path) -> bool:
@@ -430,10 +341,6 @@ def output_path(f: SplitFrame, label: str) -> str:
     return f"{f.split}/{label}/{f.fine_class}__{f.rel.replace('/', '__')}"
 
 
-def label_of(fine_class: str, classes: str) -> str:
-    return FINE_TO_BINARY[fine_class] if classes == 'binary' else fine_class
-
-
 def write_split(frames: list[SplitFrame], dst: Path, classes: str, copy: bool, report: dict, text: str) -> Counter:
     """Links the frames into dst/.split-staging, writes manifest and report there, then replaces the
     previous split's folders and files (only those) in dst."""
@@ -469,101 +376,6 @@ def write_split(frames: list[SplitFrame], dst: Path, classes: str, copy: bool, r
         os.replace(staging / name, dst / name)
     staging.rmdir()
     return methods
-
-
-# ----------------------------------------------------------------------------- report
-
-def _ranges(frames: list[SplitFrame]) -> dict:
-    out = defaultdict(lambda: defaultdict(dict))
-    groups = defaultdict(list)
-    for f in frames:
-        if f.split is not None and f.frame is not None:
-            groups[(f.split, f.fine_class, f.sequence)].append(f.frame)
-    for (split, fine_class, seq), nums in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        out[split][fine_class][seq] = [min(nums), max(nums), len(nums)]
-    return {s: dict(v) for s, v in out.items()}
-
-
-def build_report(frames, summary, args: dict, similarity: dict | None) -> dict:
-    counts = {s: dict(sorted(Counter(f.fine_class for f in frames if f.split == s).items())) for s in SPLITS}
-    labels = {s: dict(sorted(Counter(label_of(f.fine_class, args['classes']) for f in frames
-                                     if f.split == s).items())) for s in SPLITS}
-    ratio_check = {}
-    for fine_class in sorted({f.fine_class for f in frames}):
-        actual = {s: counts[s].get(fine_class, 0) for s in SPLITS}
-        kept = sum(actual.values())
-        wanted = {s: round(r * kept, 2) for s, r in zip(SPLITS, args['ratios'])}
-        ratio_check[fine_class] = {'kept': kept, 'left_out': sum(f.fine_class == fine_class and f.split is None
-                                                                for f in frames),
-                                   'requested': wanted, 'actual': actual,
-                                   'max_deviation': round(max(abs(actual[s] - wanted[s]) for s in SPLITS), 2)}
-    all_labels = set().union(*(labels[s] for s in SPLITS))
-    missing_labels = {s: sorted(all_labels - set(labels[s])) for s in SPLITS if all_labels - set(labels[s])}
-    return {
-        **args,
-        'mode': 'by-sequence' if args['by_sequence'] else 'temporal blocks',
-        'missing_labels': missing_labels,
-        **summary,
-        'counts': counts,
-        'label_counts': labels,
-        'ratio_check': ratio_check,
-        'frame_ranges': _ranges(frames),
-        'left_out': sorted(f'{f.fine_class}/{f.rel}' for f in frames if f.split is None),
-        'similarity': similarity,
-    }
-
-
-def format_report(r: dict) -> str:
-    lines = [f"split of {r['src']} -> {r['dst']}  ({r['classes']}, {r['mode']}, ratios "
-             f"{'/'.join(str(x) for x in r['ratios'])}, gap {r['gap']}, seed {r['seed']})",
-             f"temporal classes: {', '.join(r['temporal_classes']) or '-'}; random: "
-             f"{', '.join(sorted(set(r['ratio_check']) - set(r['temporal_classes']))) or '-'}", '',
-             f"{'split':6} {'class':16} {'count':>6}  frame ranges (sequence:first-last)"]
-    for split in SPLITS:
-        for fine_class, n in r['counts'][split].items():
-            ranges = r['frame_ranges'].get(split, {}).get(fine_class, {})
-            text = ', '.join(f'{seq}:{a}-{b}' for seq, (a, b, _) in ranges.items())
-            lines.append(f"{split:6} {fine_class:16} {n:6d}  {text[:200] + ('...' if len(text) > 200 else '')}")
-    lines.append('')
-    for fine_class, c in r['ratio_check'].items():
-        lines.append(f"{fine_class}: kept {c['kept']}, left out {c['left_out']}, actual "
-                     f"{'/'.join(str(c['actual'][s]) for s in SPLITS)} vs requested "
-                     f"{'/'.join(str(c['requested'][s]) for s in SPLITS)} (max deviation {c['max_deviation']})")
-    for split, missing in r['missing_labels'].items():
-        lines.append(f"warning: {split} has no frames of class {', '.join(missing)}; fine-tuning refuses splits whose "
-                     f"class folders differ (add frames or sequences, or change --ratios / --gap)")
-    g = r['gap_check']
-    extra = f" ({g['left_out_for_conflicts']} frames left out to ensure it)" if g['left_out_for_conflicts'] else ''
-    lines += ['', f"gap check: PASSED - none of {g['checked_frames']} val/test frames of temporal classes lies "
-                  f"within {r['gap']} frames of a frame of another split in the same sequence{extra}"]
-    for fine_class, n in r['random_class_neighbours'].items():
-        if n:
-            lines.append(f"note: {fine_class} is split randomly: {n} val/test frames have a train frame within "
-                         f"{r['gap']} frames of the same sequence (use --temporal_layer if they come from videos)")
-    sim = r.get('similarity')
-    if sim:
-        lines.append('')
-        size = sim['thumbnail_size']
-        lines.append(f"nearest train frame similarity ({sim['measure']}, {size}x{size}):")
-        for split in ('val', 'test'):
-            if split in sim:
-                s = sim[split]
-                lines.append(f"  {split}: n={s['n']} mean={s['mean']} median={s['median']} p95={s['p95']} "
-                             f"max={s['max']} above 0.95: {s['n_above_0.95']}; nearest train frame in the same sequence: "
-                             f"{s['nearest_in_same_sequence']}; mean best match in other sequences: "
-                             f"{s['other_sequence_mean']}")
-                for c, cs in s['per_class'].items():
-                    lines.append(f"    {c:16} n={cs['n']} mean={cs['mean']} max={cs['max']}")
-        if 'test' in sim:
-            lines.append('  most similar test/train pairs:')
-            for p in sim['test']['top_pairs']:
-                where = (f"same sequence, frame distance {p['frame_distance']}" if p['same_sequence']
-                         else 'other sequence')
-                lines.append(f"    {p['similarity']:.4f}  {p['frame']}  ~  {p['train_frame']}  ({where})")
-        if sim['unreadable']:
-            lines.append(f"  warning: {len(sim['unreadable'])} files could not be read: "
-                         + ', '.join(sim['unreadable'][:5]))
-    return '\n'.join(lines) + '\n'
 
 
 # ----------------------------------------------------------------------------- entry point
