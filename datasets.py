@@ -16,6 +16,7 @@ from timm.data.constants import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IM
 import utils
 from rheed import augment
 from rheed.errors import UserError
+from rheed.frame_cache import cached_pipeline
 from rheed.imageio import is_image_file, make_loader, verify_files
 
 DATA_SETS = ('CIFAR', 'IMNET', 'image_folder', 'RHEED')
@@ -87,7 +88,21 @@ def image_folder(root: str, transform, args) -> ImageFolder:
         dataset.imgs = dataset.samples
         if not dataset.samples:
             raise UserError(f"no readable images left in {root}")
+    if getattr(args, 'frame_cache', False):
+        cache_dir = frame_cache_dir(args, root)
+        settings = {'root': os.path.abspath(root), 'bit_scaling': args.bit_scaling,
+                    'bit_max': getattr(args, 'bit_max', None)}
+        dataset.loader, dataset.transform = cached_pipeline([p for p, _ in dataset.samples], dataset.loader,
+                                                            dataset.transform, cache_dir, settings,
+                                                            utils.on_main_process)
     return dataset
+
+
+def frame_cache_dir(args, root: str) -> str:
+    """--frame_cache_dir (default <output_dir>/frame_cache), one sub-folder per data folder."""
+    base = getattr(args, 'frame_cache_dir', '') or os.path.join(args.output_dir or '.', 'frame_cache')
+    name = os.path.abspath(root).strip(os.sep).replace(os.sep, '_')[-80:]
+    return os.path.join(base, name)
 
 
 def build_dataset(is_train: bool, args, split: str | None = None):

@@ -148,6 +148,11 @@ def get_args_parser():
                         help='upstream: timm transforms (--aa, --reprob, centre-crop evaluation); rheed: '
                              'rheed.augment (frame-shaped crops of --crop_scale, both flips, small rotations, '
                              'brightness/contrast/gamma, blur, noise; the whole frame resized for evaluation)')
+    parser.add_argument('--frame_cache', type=str2bool, default=False,
+                        help='decode (and background-subtract) every frame once into a memory-mapped cache '
+                             'shared by the DataLoader workers and processes; training is identical without it')
+    parser.add_argument('--frame_cache_dir', default='',
+                        help='where the frame cache lives (default: <output_dir>/frame_cache)')
     parser.add_argument('--subtract_background', type=str2bool, default=False,
                         help='with --aug_mode rheed: set each frame\'s diffuse background to zero and scale the '
                              'pattern instead of the mean/std normalisation (rheed.augment.SubtractBackground)')

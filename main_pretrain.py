@@ -24,6 +24,7 @@ from engine_pretrain import train_one_epoch
 from rheed import augment
 from rheed import runs
 from rheed.errors import UserError
+from rheed.frame_cache import cached_pipeline
 from rheed.heldout import check_no_held_out_folders, leave_out_held_out_frames
 from rheed.imageio import IMAGE_EXTENSIONS, SCALING_MODES, ImageListDataset, list_images, make_loader, verify_files
 from utils import NativeScalerWithGradNormCount as NativeScaler
@@ -78,6 +79,11 @@ def get_args_parser():
                         help='white level for --bit_scaling fixed (e.g. 4095 for 12-bit frames)')
     parser.add_argument('--skip_corrupt', type=str2bool, default=False,
                         help='leave unreadable image files out instead of stopping')
+    parser.add_argument('--frame_cache', type=str2bool, default=False,
+                        help='decode (and background-subtract) every frame once into a memory-mapped cache '
+                             'shared by the DataLoader workers and processes; training is identical without it')
+    parser.add_argument('--frame_cache_dir', default='',
+                        help='where the frame cache lives (default: <output_dir>/frame_cache)')
     parser.add_argument('--subtract_background', type=str2bool, default=False,
                         help='set each whole frame\'s diffuse background to one constant before cropping, '
                              'as main_finetune.py --aug_mode rheed --subtract_background does; pre-train '
@@ -220,8 +226,14 @@ def main(args):
     files = verified_files(args)
     num_tasks = utils.get_world_size()
     global_rank = utils.get_rank()
-    dataset_train = ImageListDataset(files, transform=build_pretrain_transform(args.input_size, args.subtract_background),
-                                     loader=make_loader(args.bit_scaling, max_value=args.bit_max))
+    loader = make_loader(args.bit_scaling, max_value=args.bit_max)
+    transform = build_pretrain_transform(args.input_size, args.subtract_background)
+    if args.frame_cache:
+        settings = {'data_path': os.path.abspath(args.data_path), 'bit_scaling': args.bit_scaling,
+                    'bit_max': args.bit_max}
+        cache_dir = args.frame_cache_dir or os.path.join(args.output_dir or '.', 'frame_cache')
+        loader, transform = cached_pipeline(files, loader, transform, cache_dir, settings, utils.on_main_process)
+    dataset_train = ImageListDataset(files, transform=transform, loader=loader)
     print(f"Pre-training on {len(dataset_train)} images")
     if len(dataset_train) < args.batch_size * num_tasks:
         raise UserError(f"only {len(dataset_train)} images, fewer than one batch ({args.batch_size} x "

@@ -1,0 +1,120 @@
+"""Decode each frame once: a uint8 memory-mapped file of loaded (and optionally preprocessed) frames.
+
+Without it every epoch decodes every PNG/TIFF again, scales 12/16-bit data to 8 bit and, with background
+subtraction, takes the median of every full frame again. With it the first pass writes `frames.u8` and
+`index.json` into the cache folder; later epochs, DataLoader workers and the other processes of the same
+machine read the arrays through one shared, read-only memory map. The stored pixels are exactly what the
+loader (and the deterministic `preprocess`, e.g. rheed.augment.SubtractBackground) returns, so training
+is identical with and without the cache.
+
+The index records each file's size and modification time and the `settings` (bit scaling, preprocessing);
+a changed file or setting rebuilds the cache.
+"""
+import json
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from rheed.atomic import write_json_atomic
+
+DATA_FILE, INDEX_FILE = 'frames.u8', 'index.json'
+VERSION = 1
+
+
+def _stamp(path: str) -> list:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _to_array(img: Image.Image) -> np.ndarray:
+    """(H, W, 1) for gray content (also RGB with equal channels), else (H, W, 3)."""
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        return arr[..., None]
+    if arr.shape[2] == 3 and (arr[..., 0] == arr[..., 1]).all() and (arr[..., 0] == arr[..., 2]).all():
+        return arr[..., :1]
+    return arr[..., :3]
+
+
+class FrameCache:
+    """Maps a file path to the cached RGB image of it; build() once (main process), then open() anywhere."""
+
+    def __init__(self, cache_dir, settings: dict):
+        self.cache_dir = Path(cache_dir)
+        self.settings = dict(settings, version=VERSION)
+        self.index: dict = {}
+        self._data = None
+
+    def _expected(self, files: Sequence[str]) -> dict:
+        return {os.path.abspath(f): _stamp(f) for f in files}
+
+    def is_current(self, files: Sequence[str]) -> bool:
+        try:
+            index = json.loads((self.cache_dir / INDEX_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        if index.get('settings') != self.settings or not (self.cache_dir / DATA_FILE).is_file():
+            return False
+        stamps = {path: entry['stamp'] for path, entry in index['frames'].items()}
+        return stamps == self._expected(files)
+
+    def build(self, files: Sequence[str], loader: Callable[[str], Image.Image],
+              preprocess: Callable[[Image.Image], Image.Image] | None = None) -> None:
+        """Writes the cache unless it is current. The data file is written first and the index last, so a
+        killed build leaves no index that points at missing data."""
+        if self.is_current(files):
+            return
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        (self.cache_dir / INDEX_FILE).unlink(missing_ok=True)
+        frames, offset = {}, 0
+        with open(self.cache_dir / DATA_FILE, 'wb') as f:
+            for path in files:
+                img = loader(path)
+                if preprocess is not None:
+                    img = preprocess(img)
+                arr = np.ascontiguousarray(_to_array(img), dtype=np.uint8)
+                f.write(arr.tobytes())
+                frames[os.path.abspath(path)] = {'offset': offset, 'shape': list(arr.shape), 'stamp': _stamp(path)}
+                offset += arr.size
+        write_json_atomic(self.cache_dir / INDEX_FILE, {'settings': self.settings, 'frames': frames})
+        print(f"Frame cache: {len(frames)} frames, {offset / 2 ** 20:.0f} MB in {self.cache_dir}")
+
+    def open(self) -> 'FrameCache':
+        index = json.loads((self.cache_dir / INDEX_FILE).read_text())
+        self.index = index['frames']
+        self._data = None  # mapped lazily, in each DataLoader worker
+        return self
+
+    def __call__(self, path: str) -> Image.Image:
+        if self._data is None:
+            self._data = np.memmap(self.cache_dir / DATA_FILE, dtype=np.uint8, mode='r')
+        entry = self.index[os.path.abspath(path)]
+        h, w, c = entry['shape']
+        arr = np.asarray(self._data[entry['offset']:entry['offset'] + h * w * c]).reshape(h, w, c)
+        return Image.fromarray(arr[..., 0]).convert('RGB') if c == 1 else Image.fromarray(arr)
+
+    def __getstate__(self):  # DataLoader workers get the index, not an open map
+        state = dict(self.__dict__)
+        state['_data'] = None
+        return state
+
+
+def cached_pipeline(files: Sequence[str], loader: Callable[[str], Image.Image], transform, cache_dir,
+                    settings: dict, run_on_main: Callable = lambda fn: fn()):
+    """(loader, transform) that read `files` from a frame cache in cache_dir.
+
+    A deterministic first step of `transform` (background subtraction) is moved into the cache, the rest of
+    the transform is returned. `run_on_main(fn)` runs fn once per machine (utils.on_main_process)."""
+    from torchvision import transforms as T
+
+    from rheed.augment import SubtractBackground
+    steps = list(getattr(transform, 'transforms', []))
+    preprocess = steps[0] if steps and isinstance(steps[0], SubtractBackground) else None
+    if preprocess is not None:
+        transform = T.Compose(steps[1:])
+    cache = FrameCache(cache_dir, dict(settings, preprocess=type(preprocess).__name__ if preprocess else None))
+    run_on_main(lambda: cache.build(files, loader, preprocess))
+    return cache.open(), transform

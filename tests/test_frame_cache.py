@@ -1,0 +1,92 @@
+"""The frame cache (rheed/frame_cache.py): same tensors as reading the files, rebuilt when files or settings change."""
+import os
+import time
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+import datasets
+from conftest import make_image_folder
+from main_finetune import get_args_parser
+from rheed.frame_cache import INDEX_FILE
+
+
+def make_args(data, out, **kw):
+    args = get_args_parser().parse_args(["--data_set", "RHEED", "--data_path", str(data), "--input_size", "32",
+                                         "--aug_mode", "rheed", "--subtract_background", "true",
+                                         "--output_dir", str(out)])
+    for k, v in kw.items():
+        setattr(args, k, v)
+    return args
+
+
+@pytest.fixture
+def split(tmp_path):
+    root = tmp_path / "split"
+    make_image_folder(root / "train", n_per_class=(3, 3), size=48, seed=0)
+    make_image_folder(root / "val", n_per_class=(2, 2), size=48, seed=1)
+    rng = np.random.default_rng(0)  # one 12-bit TIFF among the PNGs
+    tifffile.imwrite(root / "val" / "rough" / "deep.tif", rng.integers(0, 4096, (40, 56), dtype=np.uint16))
+    return root
+
+
+def tensors(dataset):
+    return [dataset[i][0] for i in range(len(dataset))]
+
+
+def test_cached_frames_give_the_same_tensors(split, tmp_path):
+    for is_train in (False, True):
+        plain, _ = datasets.build_dataset(is_train, make_args(split, tmp_path / "a"))
+        cached, _ = datasets.build_dataset(is_train, make_args(split, tmp_path / "b", frame_cache=True))
+        if is_train:  # random augmentation: the same seed on both sides
+            torch.manual_seed(0)
+            np.random.seed(0)
+            import random
+            random.seed(0)
+            a = tensors(plain)
+            torch.manual_seed(0)
+            np.random.seed(0)
+            random.seed(0)
+            b = tensors(cached)
+        else:
+            a, b = tensors(plain), tensors(cached)
+        assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+    assert any((tmp_path / "b" / "frame_cache").rglob(INDEX_FILE))
+
+
+def test_workers_read_one_cache(split, tmp_path):
+    cached, _ = datasets.build_dataset(False, make_args(split, tmp_path / "o", frame_cache=True))
+    serial = torch.cat([x for x, _ in torch.utils.data.DataLoader(cached, batch_size=2)])
+    parallel = torch.cat([x for x, _ in torch.utils.data.DataLoader(cached, batch_size=2, num_workers=2)])
+    assert torch.equal(serial, parallel)
+
+
+def spot_frame(x: int) -> np.ndarray:
+    frame = np.full((40, 56), 200, dtype=np.uint16)
+    frame[15:25, x:x + 8] = 4000
+    return frame
+
+
+def test_changed_file_or_setting_rebuilds(split, tmp_path, capsys):
+    target = split / "val" / "rough" / "deep.tif"
+    tifffile.imwrite(target, spot_frame(5))
+    args = make_args(split, tmp_path / "o", frame_cache=True)
+    first, _ = datasets.build_dataset(False, args)
+    index = [i for i, (p, _) in enumerate(first.samples) if p.endswith("deep.tif")][0]
+    before = first[index][0].clone()
+    assert "Frame cache: 5 frames" in capsys.readouterr().out
+    datasets.build_dataset(False, args)
+    assert "Frame cache" not in capsys.readouterr().out  # current: reused
+
+    tifffile.imwrite(target, spot_frame(40))
+    os.utime(target, ns=(time.time_ns(), time.time_ns() + 10 ** 9))
+    again, _ = datasets.build_dataset(False, args)
+    assert "Frame cache: 5 frames" in capsys.readouterr().out
+    plain, _ = datasets.build_dataset(False, make_args(split, tmp_path / "p"))
+    assert torch.equal(again[index][0], plain[index][0]) and not torch.equal(again[index][0], before)
+
+    args.bit_scaling = "minmax"
+    datasets.build_dataset(False, args)
+    assert "Frame cache: 5 frames" in capsys.readouterr().out
