@@ -228,6 +228,29 @@ def _assign_by_sequence(frames: list[SplitFrame], ratios, seed: int) -> None:
             put(name, max(SPLITS, key=lambda s: (target[s] * total - counts[s], -SPLITS.index(s))))
 
 
+def _assign_fold(frames: list[SplitFrame], fold: int, folds: int, seed: int) -> None:
+    """Fold `fold` of `folds` grouped folds: every sequence (a frame without a frame number is its own
+    unit) belongs to one fold, balanced by frame count within each group of sequences with the same
+    classes; test = that fold, val = the next fold, train = the rest. Over all folds each frame is tested
+    exactly once."""
+    units = defaultdict(list)
+    for f in frames:
+        key = ('seq', f.sequence) if f.frame is not None else ('frame', f.fine_class, f.rel)
+        units[key].append(f)
+    groups = defaultdict(list)
+    for key in sorted(units, key=str):
+        groups[tuple(sorted({f.fine_class for f in units[key]}))].append(key)
+    for signature, keys in sorted(groups.items()):
+        keys = [keys[i] for i in _rng(seed, 'folds:' + '+'.join(signature)).permutation(len(keys))]
+        sizes = [0] * folds
+        for key in sorted(keys, key=lambda k: -len(units[k])):  # largest first, into the smallest fold
+            which = min(range(folds), key=lambda k: (sizes[k], k))
+            sizes[which] += len(units[key])
+            split = 'test' if which == fold else 'val' if which == (fold + 1) % folds else 'train'
+            for f in units[key]:
+                f.split = split
+
+
 def _neighbours_in_other_split(frames: list[SplitFrame], gap: int):
     """(frame, other split's frame) pairs within `gap` frame numbers in the same sequence, for kept
     non-train frames: against train, and val against test."""
@@ -253,19 +276,26 @@ def _neighbours_in_other_split(frames: list[SplitFrame], gap: int):
 
 
 def plan_split(frames: list[SplitFrame], ratios=(0.7, 0.15, 0.15), gap: int = DEFAULT_GAP, seed: int = 0,
-               by_sequence: bool = False, temporal_classes: Sequence[str] | None = None) -> dict:
-    """Sets `split` (and `excluded`) on every frame. Returns a summary with the leakage check."""
-    if temporal_classes is None:
+               by_sequence: bool = False, temporal_classes: Sequence[str] | None = None,
+               fold: tuple[int, int] | None = None) -> dict:
+    """Sets `split` (and `excluded`) on every frame. Returns a summary with the leakage check.
+    `fold` = (k, K): grouped K-fold by sequence, fold k (ratios and temporal_classes are not used)."""
+    if fold is not None:
+        temporal_classes = sorted({f.fine_class for f in frames})
+    elif temporal_classes is None:
         temporal_classes = sorted({f.fine_class for f in frames} - set(RANDOM_BY_DEFAULT))
     temporal = [f for f in frames if f.fine_class in temporal_classes and f.frame is not None]
     temporal_ids = {id(f) for f in temporal}
-    for fine_class in sorted({f.fine_class for f in frames}):
-        loose = [f for f in frames if f.fine_class == fine_class and id(f) not in temporal_ids]
-        _assign_random(loose, ratios, seed, fine_class)
-    if by_sequence:
-        _assign_by_sequence(temporal, ratios, seed)
+    if fold is not None:
+        _assign_fold(frames, fold[0], fold[1], seed)
     else:
-        _assign_temporal(temporal, ratios, gap)
+        for fine_class in sorted({f.fine_class for f in frames}):
+            loose = [f for f in frames if f.fine_class == fine_class and id(f) not in temporal_ids]
+            _assign_random(loose, ratios, seed, fine_class)
+        if by_sequence:
+            _assign_by_sequence(temporal, ratios, seed)
+        else:
+            _assign_temporal(temporal, ratios, gap)
     for f in temporal:
         if f.excluded:
             f.split = None
@@ -383,8 +413,10 @@ def write_split(frames: list[SplitFrame], dst: Path, classes: str, copy: bool, r
 def split_dataset(src: str, dst: str, ratios=(0.7, 0.15, 0.15), gap: int = DEFAULT_GAP, seed: int = 0,
                   by_sequence: bool = False, classes: str = 'binary', pattern: str | None = None,
                   overwrite: bool = False, temporal_layer: bool = False, frames_csv: str | None = None,
-                  copy: bool = False, similarity: bool = True, verbose: bool = True) -> dict:
-    """Splits src/<fine_class>/ into dst/{train,val,test}/<label>/; returns the report dict."""
+                  copy: bool = False, similarity: bool = True, verbose: bool = True,
+                  fold: tuple[int, int] | None = None) -> dict:
+    """Splits src/<fine_class>/ into dst/{train,val,test}/<label>/; returns the report dict.
+    `fold` = (k, K): fold k of a grouped K-fold by sequence (see _assign_fold) instead of the ratios."""
     if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
         raise UserError(f"--ratios needs three non-negative numbers (train val test), got {list(ratios)}")
     ratios = tuple(float(r) / sum(ratios) for r in ratios)
@@ -404,11 +436,13 @@ def split_dataset(src: str, dst: str, ratios=(0.7, 0.15, 0.15), gap: int = DEFAU
             raise UserError(f"unknown class folder(s) {', '.join(unknown)} in {src}; binary mode expects "
                             f"{', '.join(FINE_TO_BINARY)} (use --classes fine for other folders)")
     temporal = [c for c in fine_classes if temporal_layer or c not in RANDOM_BY_DEFAULT]
-    summary = plan_split(frames, ratios, gap, seed, by_sequence, temporal)
+    if fold is not None and not (fold[1] >= 3 and 0 <= fold[0] < fold[1]):
+        raise UserError(f"--folds needs at least 3 folds (test, val and train each take one), got {fold[1]}")
+    summary = plan_split(frames, ratios, gap, seed, by_sequence, temporal, fold)
     sim = nearest_train_similarity(frames) if similarity else None
     args = {'src': str(src), 'dst': str(dst), 'classes': classes, 'ratios': [round(r, 6) for r in ratios],
             'gap': gap, 'seed': seed, 'by_sequence': by_sequence, 'temporal_layer': temporal_layer,
-            'pattern': pattern, 'frames_csv': frames_csv}
+            'pattern': pattern, 'frames_csv': frames_csv, 'fold': list(fold) if fold else None}
     report = build_report(frames, summary, args, sim)
     text = format_report(report)
     write_split(frames, dst_path, classes, copy, report, text)

@@ -26,6 +26,9 @@ def get_args_parser():
                         help='regex with named groups (?P<sequence>...) and (?P<frame>...) searched in the file stem')
     parser.add_argument('--frames_csv', '--frames-csv', default=None,
                         help='CSV with columns file,sequence,frame (file relative to --src or a bare name)')
+    parser.add_argument('--folds', type=int, default=0,
+                        help='grouped k-fold by growth sequence: write DST/fold_0 .. fold_{K-1}, each a full split '
+                             '(test = one fold, val = the next, train = the rest; every frame tested once)')
     parser.add_argument('--temporal_layer', '--temporal-layer', action='store_true',
                         help='split layer_smooth by time as well (recommended when its frames come from videos)')
     parser.add_argument('--overwrite', action='store_true',
@@ -38,11 +41,17 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    options = dict(ratios=args.ratios, gap=args.gap, seed=args.seed, by_sequence=args.by_sequence,
+                   classes=args.classes, pattern=args.pattern, overwrite=args.overwrite,
+                   temporal_layer=args.temporal_layer, frames_csv=args.frames_csv, copy=args.copy,
+                   similarity=not args.no_similarity)
     try:
-        split_dataset(args.src, args.dst, ratios=args.ratios, gap=args.gap, seed=args.seed,
-                      by_sequence=args.by_sequence, classes=args.classes, pattern=args.pattern,
-                      overwrite=args.overwrite, temporal_layer=args.temporal_layer, frames_csv=args.frames_csv,
-                      copy=args.copy, similarity=not args.no_similarity)
+        if args.folds:
+            for k in range(args.folds):
+                print(f"===== fold {k} of {args.folds}: {Path(args.dst) / f'fold_{k}'}")
+                split_dataset(args.src, str(Path(args.dst) / f'fold_{k}'), fold=(k, args.folds), **options)
+        else:
+            split_dataset(args.src, args.dst, **options)
     except UserError as e:
         sys.exit(f"error: {e}")
 

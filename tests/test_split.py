@@ -1,5 +1,6 @@
 import csv
 import hashlib
+import itertools
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -284,3 +285,35 @@ def test_flags_take_underscores_and_keep_dashed_aliases():
         args = parser.parse_args(spelling)
         assert args.by_sequence and args.temporal_layer and args.no_similarity and args.frames_csv == "f.csv"
     assert "--by_sequence" in parser.format_help()
+
+
+def test_grouped_k_fold_tests_every_frame_once_and_never_splits_a_sequence(tmp_path):
+    from conftest import load_script
+    src = tmp_path / "data_rheed"
+    rng = np.random.default_rng(0)
+    for s in range(6):  # 6 island runs and 6 layer runs
+        for f in range(12):
+            fine = "island_smooth" if f < 6 else "island_rough"
+            (src / fine).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(src / fine / f"seq{s:03d}_{f:06d}.png")
+        (src / "layer_smooth").mkdir(parents=True, exist_ok=True)
+        for f in range(8):
+            Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(
+                src / "layer_smooth" / f"run{s:03d}_{f:06d}.png")
+    dst = tmp_path / "folds"
+    load_script("split_dataset_simple").main(["--src", str(src), "--dst", str(dst), "--folds", "3",
+                                              "--no_similarity"])
+    tested, test_sequences = [], []
+    for k in range(3):
+        rows = list(csv.DictReader(open(dst / f"fold_{k}" / "manifest.csv")))
+        assert len(rows) == 6 * 12 + 6 * 8  # no frame left out
+        by_split = {s: {r["sequence"] for r in rows if r["split"] == s} for s in ("train", "val", "test")}
+        assert not (by_split["train"] & by_split["test"]) and not (by_split["val"] & by_split["test"])
+        assert not (by_split["train"] & by_split["val"])
+        tested += [r["source"] for r in rows if r["split"] == "test"]
+        test_sequences.append(by_split["test"])
+        assert {"rough", "smooth"} <= {p.name for p in (dst / f"fold_{k}" / "test").iterdir()}
+    assert sorted(tested) == sorted(set(tested)) and len(tested) == 6 * 12 + 6 * 8
+    assert all(not (a & b) for a, b in itertools.combinations(test_sequences, 2))
+    with pytest.raises(SystemExit, match="at least 3 folds"):
+        load_script("split_dataset_simple").main(["--src", str(src), "--dst", str(tmp_path / "f2"), "--folds", "2"])
