@@ -2,6 +2,10 @@
 
 Unreadable items are reported (and listed by the caller) instead of stopping a run.
 """
+import queue
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -14,6 +18,7 @@ from rheed.inference import Classifier
 
 VIDEO_EXTENSIONS = (".avi", ".mkv", ".mp4", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv")
 TIFF_EXTENSIONS = (".tif", ".tiff")
+DECODE_THREADS = 2
 
 
 @dataclass
@@ -73,14 +78,30 @@ def folder_source(folder: Path, classifier: Classifier, pattern: str | None) -> 
         warn(f"{folder} holds frames of {len(sequences)} sequences ({', '.join(sorted(map(str, sequences)))}); "
              f"they are treated as one run")
 
+    def decode(p: Path):
+        try:
+            return classifier.loader(str(p))
+        except Exception as e:  # any decoder failure: report the file, keep going
+            return e
+
+    def finish(i: int, p: Path, future) -> Iterator[DecodedFrame]:
+        image = future.result()
+        if isinstance(image, Exception):
+            source.skip(str(p), f"cannot decode ({image})")
+            return
+        yield DecodedFrame(frame_number(p, pattern, i), str(p), image)
+
     def iterate() -> Iterator[DecodedFrame]:
-        for i, p in enumerate(images):
-            try:
-                image = classifier.loader(str(p))
-            except Exception as e:  # any decoder failure: report the file, keep going
-                source.skip(str(p), f"cannot decode ({e})")
-                continue
-            yield DecodedFrame(frame_number(p, pattern, i), str(p), image)
+        # a few frames decode in parallel (PNG/TIFF decoding releases the GIL), in order and only a few
+        # ahead, so that a long video folder is never held in memory
+        with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
+            pending: deque = deque()
+            for i, p in enumerate(images):
+                pending.append((i, p, pool.submit(decode, p)))
+                if len(pending) > 2 * DECODE_THREADS:
+                    yield from finish(*pending.popleft())
+            while pending:
+                yield from finish(*pending.popleft())
 
     return source
 
@@ -149,3 +170,27 @@ def open_input(path: str | Path, classifier: Classifier, pattern: str | None = N
         return video_source(path, classifier)
     raise UserError(f"unsupported input {path}: expected an image, a folder of frames, a multi-page TIFF or a "
                     f"video ({' '.join(VIDEO_EXTENSIONS)})")
+
+
+def prefetched(frames: Iterator, depth: int = 64) -> Iterator:
+    """Runs the `frames` iterator in a background thread, up to `depth` items ahead, so decoding overlaps
+    with the model; exceptions of the producer are raised in the consumer."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in frames:
+                items.put(item)
+        except BaseException as e:  # handed to the consumer
+            items.put(e)
+        items.put(done)
+
+    threading.Thread(target=produce, daemon=True).start()
+    while True:
+        item = items.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item

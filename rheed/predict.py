@@ -21,7 +21,7 @@ import numpy as np
 
 from rheed.atomic import write_json_atomic
 from rheed.errors import UserError, warn
-from rheed.frames import DecodedFrame, open_input
+from rheed.frames import DecodedFrame, open_input, prefetched
 from rheed.inference import Classifier
 from rheed.metrics import positive_class_index
 from rheed.runs import check_output_dir
@@ -261,7 +261,7 @@ def predict_input(classifier: Classifier, input_path: str | Path, out_dir: str |
         batch.clear()
 
     try:
-        for frame in source:
+        for frame in prefetched(iter(source), depth=2 * options.batch_size):
             batch.append(frame)
             if len(batch) == options.batch_size:
                 flush()

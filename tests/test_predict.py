@@ -311,3 +311,15 @@ def test_watch_cli_stops_cleanly_on_sigint(checkpoint, run_frames, tmp_path):
     assert stdout.count("\nframe ") + stdout.startswith("frame ") == 5
     assert len(read_csv(out / "predictions.csv")) == 5
     assert json.loads((out / "summary.json").read_text())["num_frames"] == 5
+
+
+def test_prefetched_keeps_order_and_raises_producer_errors():
+    from rheed.frames import prefetched
+
+    assert list(prefetched(iter(range(500)), depth=8)) == list(range(500))
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+    with pytest.raises(OSError, match="disk gone"):
+        list(prefetched(failing()))
