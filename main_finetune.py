@@ -203,6 +203,10 @@ def get_args_parser():
     parser.add_argument('--dist_on_itp', type=str2bool, default=False)
     parser.add_argument('--dist_url', default='env://', help='url used to set up distributed training')
 
+    parser.add_argument('--channels_last', type=str2bool, default=False,
+                        help='channels_last memory format for the model (faster convolutions on recent GPUs)')
+    parser.add_argument('--compile', type=str2bool, default=False,
+                        help='torch.compile the model (first steps are slow while it compiles)')
     parser.add_argument('--use_amp', type=str2bool, default=False,
                         help='Use native PyTorch automatic mixed precision (CUDA only)')
     parser.add_argument('--amp_dtype', default='float16', choices=['float16', 'bfloat16'],
@@ -362,6 +366,8 @@ def main(args):
     if not args.train_stem_bias:
         model.downsample_layers[0][0].bias.requires_grad_(False)
     model.to(device)
+    if args.channels_last:  # NHWC convolutions (tensor cores); the weights and the checkpoint stay the same
+        model.to(memory_format=torch.channels_last)
 
     model_ema = None
     if args.model_ema:
@@ -403,6 +409,8 @@ def main(args):
         device_ids = [args.gpu] if device.type == 'cuda' else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False)
         model_without_ddp = model.module
+    if args.compile:  # model_without_ddp stays the plain module: state_dict keys are unchanged
+        model = torch.compile(model)
 
     optimizer = create_optimizer(
         args, model_without_ddp, skip_list=None,

@@ -109,6 +109,10 @@ def get_args_parser():
     parser.add_argument('--pin_mem', type=str2bool, default=True,
                         help='Pin CPU memory in DataLoader for more efficient (sometimes) transfer to GPU '
                              '(only used with a CUDA device)')
+    parser.add_argument('--channels_last', type=str2bool, default=False,
+                        help='channels_last memory format for the model (faster convolutions on recent GPUs)')
+    parser.add_argument('--compile', type=str2bool, default=False,
+                        help='torch.compile the model (first steps are slow while it compiles)')
     parser.add_argument('--use_amp', type=str2bool, default=False,
                         help='mixed precision autocast on CUDA (ignored on CPU)')
     parser.add_argument('--amp_dtype', default='bfloat16', choices=('float16', 'bfloat16'),
@@ -252,6 +256,8 @@ def main(args):
     )
 
     model.to(device)
+    if args.channels_last:  # NHWC convolutions (tensor cores); the weights and the checkpoint stay the same
+        model.to(memory_format=torch.channels_last)
     model_without_ddp = model
     n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"Model = {model_without_ddp}")
@@ -271,6 +277,8 @@ def main(args):
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[args.gpu] if device.type == 'cuda' else None, find_unused_parameters=False)
         model_without_ddp = model.module
+    if args.compile:  # model_without_ddp stays the plain module: state_dict keys are unchanged
+        model = torch.compile(model)
 
     # timm's add_weight_decay, as upstream: no decay for 1-D tensors and biases only
     # (GRN gamma/beta and mask_token are decayed; see docs/UPSTREAM_DIFF.md).

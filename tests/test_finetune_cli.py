@@ -201,3 +201,24 @@ def test_roc_auc_selection_with_three_classes_fails_before_training(tmp_path):
     line = last_error_line(proc)
     assert "--best_metric roc_auc" in line and "2 classes" in line, proc.stderr[-2000:]
     assert not out.exists()
+
+
+SPEED_RUN = ["--epochs", "1", "--input_size", "32", "--warmup_epochs", "0", "--aug_mode", "rheed", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def plain_run(tiny_split, tmp_path_factory):
+    out = tmp_path_factory.mktemp("speed") / "plain"
+    run_cli(BASE + ["--data_path", tiny_split, "--output_dir", out] + SPEED_RUN, check=True)
+    return json.loads((out / "log.txt").read_text().splitlines()[0])
+
+
+@pytest.mark.parametrize("flag", ["--channels_last", "--compile"])
+def test_channels_last_and_compile_train_the_same_numbers(tiny_split, tmp_path, plain_run, flag):
+    """Speed options must not change the result: one epoch with the option equals one epoch without."""
+    run_cli(BASE + ["--data_path", tiny_split, "--output_dir", tmp_path, flag, "true"] + SPEED_RUN, check=True)
+    log = json.loads((tmp_path / "log.txt").read_text().splitlines()[0])
+    assert log["train_loss"] == pytest.approx(plain_run["train_loss"], rel=1e-4)
+    assert log["test_loss"] == pytest.approx(plain_run["test_loss"], rel=1e-4)
+    state = torch.load(tmp_path / "checkpoint-0.pth", weights_only=True)["model"]
+    assert set(state) == set(convnextv2.convnextv2_atto(num_classes=2).state_dict())
