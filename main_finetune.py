@@ -156,6 +156,9 @@ def get_args_parser():
     parser.add_argument('--subtract_background', type=str2bool, default=False,
                         help='with --aug_mode rheed: set each frame\'s diffuse background to zero and scale the '
                              'pattern instead of the mean/std normalisation (rheed.augment.SubtractBackground)')
+    parser.add_argument('--min_epoch_size', type=int, default=0,
+                        help='with fewer training images than this, one epoch passes several times over them '
+                             '(reshuffled each pass), so that small sets still get enough optimizer steps')
     parser.add_argument('--crop_scale', default=[0.08, 1.0], type=float, nargs=2, metavar=('MIN', 'MAX'),
                         help='area range of the training RandomResizedCrop (upstream: 0.08 1.0); RHEED frames '
                              'want a larger minimum such as 0.5 so the crop keeps the diffraction pattern')
@@ -329,11 +332,17 @@ def main(args):
 
     num_tasks = utils.get_world_size()
     global_rank = utils.get_rank()
-    sampler_train = utils.build_train_sampler(dataset_train, args)
+    epoch_set = dataset_train  # what one epoch draws from
+    if len(dataset_train) < args.min_epoch_size:
+        repeats = -(-args.min_epoch_size // len(dataset_train))
+        epoch_set = torch.utils.data.ConcatDataset([dataset_train] * repeats)
+        print(f"Each epoch passes {repeats} times over the {len(dataset_train)} training images (--min_epoch_size "
+              f"{args.min_epoch_size})")
+    sampler_train = utils.build_train_sampler(epoch_set, args)
     print("Sampler_train = %s" % str(sampler_train))
     args.pin_mem = args.pin_mem and device.type == 'cuda'
     data_loader_train = torch.utils.data.DataLoader(
-        dataset_train, sampler=sampler_train, batch_size=args.batch_size, num_workers=args.num_workers,
+        epoch_set, sampler=sampler_train, batch_size=args.batch_size, num_workers=args.num_workers,
         pin_memory=args.pin_mem, drop_last=True)
     if not args.eval and len(data_loader_train) == 0:
         raise UserError(f"the training set has {len(dataset_train)} images per process, fewer than one batch "
@@ -382,7 +391,7 @@ def main(args):
     print('number of params:', n_parameters)
 
     total_batch_size = args.batch_size * args.update_freq * num_tasks
-    num_training_steps_per_epoch = len(dataset_train) // total_batch_size
+    num_training_steps_per_epoch = len(epoch_set) // total_batch_size
     if args.lr is None:
         args.lr = args.blr * total_batch_size / 256
     print("base lr: %.2e" % (args.lr * 256 / total_batch_size))
