@@ -470,18 +470,22 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
         (out / name).mkdir(parents=True, exist_ok=True)
 
 
-def _write_frame(path: Path, frame: np.ndarray, tiff16: bool) -> None:
+def _write_frame(path: Path, frame: np.ndarray, tiff16: bool, cam=None) -> None:
     if tiff16:
         import tifffile
         tifffile.imwrite(path, quantize(frame, bits=12), photometric="minisblack")
+    elif cam is not None:
+        from rheed.camera import save_8bit
+        save_8bit(path, quantize(frame), cam)
     else:
         Image.fromarray(quantize(frame)).save(path)
 
 
 def generate_dataset(out, scale: float = 0.1, sequences: int | None = None, seed: int = 0,
                      tiff16: bool = False, width: int = _REF_WIDTH, height: int = _REF_HEIGHT,
-                     overwrite: bool = False, progress_callback=None) -> dict:
-    """Writes the synthetic data set; returns {'counts': {class: n}, 'sequences': n, 'files': n}."""
+                     overwrite: bool = False, progress_callback=None, camera_randomize: bool = False) -> dict:
+    """Writes the synthetic data set; returns {'counts': {class: n}, 'sequences': n, 'files': n}.
+    `camera_randomize`: every run gets its own camera and screen (rheed.camera; frame size included)."""
     if width < 32 or height < 32:
         raise UserError(f"--width and --height must be >= 32, got {width}x{height}")
     plans = plan_runs(scale, sequences)
@@ -493,7 +497,12 @@ def generate_dataset(out, scale: float = 0.1, sequences: int | None = None, seed
     for run_index, plan in enumerate(plans):
         rng = _run_rng(seed, run_index)
         n_frames = plan.n_smooth + plan.n_rough
-        p = random_params(rng, width, height, run_frames=n_frames)
+        cam = None
+        if camera_randomize:  # its own random stream: the patterns stay those of the same seed without it
+            from rheed.camera import random_camera
+            cam = random_camera(np.random.default_rng([seed, run_index, 7]))
+        run_width, run_height = cam.size if cam is not None else (width, height)
+        p = random_params(rng, run_width, run_height, run_frames=n_frames)
         if plan.kind == "layer":
             progress = layer_progress(p, n_frames)
         else:
@@ -504,7 +513,11 @@ def generate_dataset(out, scale: float = 0.1, sequences: int | None = None, seed
             else:
                 cls = "island_smooth" if frame_index < plan.n_smooth else "island_rough"
             name = f"seq{plan.sequence:03d}_{frame_index:06d}{ext}"
-            _write_frame(out / cls / name, render_frame(p, rho, rng, t=frame_index), tiff16)
+            frame = render_frame(p, rho, rng, t=frame_index)
+            if cam is not None:
+                from rheed.camera import apply_camera
+                frame = apply_camera(frame, cam)
+            _write_frame(out / cls / name, frame, tiff16, cam)
             counts[cls] += 1
             rows.append((f"{cls}/{name}", cls, f"seq{plan.sequence:03d}", frame_index, f"{rho:.4f}"))
         if progress_callback is not None:

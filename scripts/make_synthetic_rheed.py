@@ -25,6 +25,9 @@ def get_args_parser():
     parser.add_argument("--tiff16", action="store_true", help="write 12-bit data in 16-bit TIFF instead of 8-bit PNG")
     parser.add_argument("--width", default=656, type=int)
     parser.add_argument("--height", default=492, type=int)
+    parser.add_argument("--camera_randomize", action="store_true",
+                        help="give every run its own camera and screen: orientation, screen edge, vignetting, "
+                             "gamma, gain, JPEG compression and frame size (rheed/camera.py)")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty folder (replaces only earlier generated frames)")
     parser.add_argument("--contact_sheet", default=None, type=str, help="also save a PNG grid of sample frames")
@@ -39,7 +42,8 @@ def main(args):
 
     summary = generate_dataset(args.out, scale=args.scale, sequences=args.sequences, seed=args.seed,
                                tiff16=args.tiff16, width=args.width, height=args.height,
-                               overwrite=args.overwrite, progress_callback=report)
+                               overwrite=args.overwrite, progress_callback=report,
+                               camera_randomize=args.camera_randomize)
     counts = ", ".join(f"{name} {n}" for name, n in summary["counts"].items())
     print(f"wrote {summary['files']} frames in {summary['sequences']} sequences to {args.out} ({counts}) "
           f"in {time.time() - start:.1f} s")

@@ -216,3 +216,29 @@ def test_cli_writes_and_refuses_non_empty_output(tmp_path):
     assert proc.returncode == 1 and proc.stderr.startswith("error: ")
     proc = run_cli([SCRIPT, "--out", tmp_path / "new", "--scale", "0"])
     assert proc.returncode == 1 and "--scale" in proc.stderr
+
+
+def test_camera_randomisation_varies_every_factor_and_is_deterministic(tmp_path):
+    from rheed.camera import FRAME_SIZES, apply_camera, random_camera
+    cams = [random_camera(np.random.default_rng([0, i, 7])) for i in range(40)]
+    assert {c.flip_vertical for c in cams} == {True, False}
+    assert {c.screen is None for c in cams} == {True, False}
+    assert {c.jpeg_quality is None for c in cams} == {True, False}
+    assert len({c.size for c in cams}) >= 4 and len({round(c.gamma, 2) for c in cams}) > 10
+    frame = np.zeros((60, 80), dtype=np.float32)
+    frame[50:] = 0.0
+    frame[:45] = 0.5  # bright above the shadow edge, dark below
+    flipped = next(c for c in cams if c.flip_vertical and c.screen is None)
+    out = apply_camera(frame, flipped)
+    assert out.shape == frame.shape and out[:10].mean() < out[-40:].mean()  # shadow edge now at the top
+    screened = next(c for c in cams if c.screen is not None)
+    out = apply_camera(np.full((60, 80), 0.5, np.float32), screened)
+    assert out[0, 0] < 0.1 < out[int(screened.screen[1] * 60), int(screened.screen[0] * 80)]
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out_dir in (first, second):
+        S.generate_dataset(out_dir, scale=0.005, sequences=2, seed=3, camera_randomize=True)
+    files = sorted(p.relative_to(first) for p in first.rglob("*.png"))
+    assert files and all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
+    sizes = {Image.open(first / f).size for f in files}
+    assert sizes <= set(FRAME_SIZES)
