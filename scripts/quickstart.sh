@@ -10,8 +10,8 @@
 #   data_rheed/ data_rheed_split/ pretrain/ finetune/ (+ report/ in each run).
 # A second run reuses what exists (data, finished runs); delete QUICK_OUT to start over.
 # Smaller/faster runs (the test suite uses them): QUICK_SCALE (0.1: data size of the
-# synthetic generator), QUICK_SEQUENCES (8: layer and island growth runs each), QUICK_SIZE (96: image size), QUICK_EPOCHS_PRE (5),
-# QUICK_EPOCHS (15: fine-tuning), QUICK_BATCH (32: pre-training; fine-tuning uses the launcher's 16), QUICK_WORKERS (2),
+# synthetic generator), QUICK_SEQUENCES (12: layer and island growth runs each), QUICK_SIZE (128: image size), QUICK_EPOCHS_PRE (10),
+# QUICK_EPOCHS (30: fine-tuning), QUICK_BATCH (32: pre-training; fine-tuning uses the launcher's 16), QUICK_WORKERS (2),
 # QUICK_PYTHON (an interpreter that already has the requirements: skips the
 # virtualenv and pip), VENV (.venv).
 set -euo pipefail
@@ -19,10 +19,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 QUICK_OUT="${QUICK_OUT:-outputs/quickstart}"
 QUICK_SCALE="${QUICK_SCALE:-0.1}"
-QUICK_SEQUENCES="${QUICK_SEQUENCES:-8}"
-QUICK_SIZE="${QUICK_SIZE:-96}"
-QUICK_EPOCHS_PRE="${QUICK_EPOCHS_PRE:-5}"
-QUICK_EPOCHS="${QUICK_EPOCHS:-15}"
+QUICK_SEQUENCES="${QUICK_SEQUENCES:-12}"
+QUICK_SIZE="${QUICK_SIZE:-128}"
+QUICK_EPOCHS_PRE="${QUICK_EPOCHS_PRE:-10}"
+QUICK_EPOCHS="${QUICK_EPOCHS:-30}"
 QUICK_BATCH="${QUICK_BATCH:-32}"
 QUICK_WORKERS="${QUICK_WORKERS:-2}"
 VENV="${VENV:-.venv}"
@@ -70,7 +70,7 @@ if [ -d "$split" ] && [ -n "$(ls -A "$split")" ]; then
     echo "reusing $split"
 else
     # whole sequences per split: the test frames come from growth runs the model never saw
-    run "$PY" scripts/split_dataset_simple.py --src "$data" --dst "$split" --by_sequence --seed 0
+    run "$PY" scripts/split_dataset_simple.py --src "$data" --dst "$split" --by_sequence --temporal_layer --seed 0
 fi
 
 step "4/6 FCMAE pre-training of convnextv2_atto on $split/train -> $pre"
