@@ -179,9 +179,10 @@ def build_transform(is_train: bool, args):
 
     if getattr(args, 'aug_mode', 'upstream') == 'rheed':
         background = getattr(args, 'subtract_background', False)
+        mode = getattr(args, 'background_mode', 'global')
         if is_train:
-            return augment.rheed_train_transform(args.input_size, mean, std, tuple(args.crop_scale), background)
-        return augment.rheed_eval_transform(args.input_size, mean, std, background)
+            return augment.rheed_train_transform(args.input_size, mean, std, tuple(args.crop_scale), background, mode)
+        return augment.rheed_eval_transform(args.input_size, mean, std, background, mode)
 
     if is_train:
         transform = create_transform(

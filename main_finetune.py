@@ -153,6 +153,9 @@ def get_args_parser():
                              'shared by the DataLoader workers and processes; training is identical without it')
     parser.add_argument('--frame_cache_dir', default='',
                         help='where the frame cache lives (default: <output_dir>/frame_cache)')
+    parser.add_argument('--background_mode', default='global', choices=('global', 'local'),
+                        help='with --subtract_background: global = one level per frame; local = first remove the '
+                             'slowly varying background (glow, vignetting, screen edge) by a grey opening')
     parser.add_argument('--subtract_background', type=str2bool, default=False,
                         help='with --aug_mode rheed: set each frame\'s diffuse background to zero and scale the '
                              'pattern instead of the mean/std normalisation (rheed.augment.SubtractBackground)')

@@ -77,6 +77,24 @@ class RandomNoise:
         return (x + noise).clamp_(0.0, 1.0)
 
 
+BACKGROUND_MODES = ('global', 'local')
+
+
+def local_background(gray: np.ndarray, window: int = 40) -> np.ndarray:
+    """The slowly varying background of a frame (glow, vignetting, beam drift, the screen edge): a grey
+    opening (minimum then maximum filter) over `window` pixels removes every feature narrower than that -
+    streaks and spots - and keeps broad intensity; it is computed on an 8x smaller copy and smoothed back."""
+    from scipy.ndimage import gaussian_filter, grey_opening, zoom
+    factor = 8
+    h, w = gray.shape
+    small = gray[:h - h % factor or h, :w - w % factor or w]
+    small = small.reshape(small.shape[0] // factor, factor, small.shape[1] // factor, factor).mean(axis=(1, 3))
+    size = max(3, window // factor)
+    background = gaussian_filter(grey_opening(small, size=(size, size)), size / 2)
+    full = zoom(background, (h / background.shape[0], w / background.shape[1]), order=1)
+    return full[:h, :w]
+
+
 class SubtractBackground:
     """Sets the diffuse background and the dark screen of a whole frame to exactly zero.
 
@@ -89,8 +107,18 @@ class SubtractBackground:
     main_finetune.py --train_stem_bias), which the launchers handle by keeping the stem bias fixed.
     """
 
+    def __init__(self, mode: str = 'global'):
+        if mode not in BACKGROUND_MODES:
+            raise ValueError(f"background mode must be one of {BACKGROUND_MODES}, got {mode!r}")
+        self.mode = mode
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mode={self.mode!r})"
+
     def __call__(self, img: Image.Image) -> Image.Image:
         gray = np.asarray(img.convert('L'), dtype=np.float32)
+        if self.mode == 'local':
+            gray = gray - local_background(gray)
         median = np.median(gray)
         level = median + 3 * np.median(np.abs(gray - median))
         y = np.clip(gray - level, 0.0, None)
@@ -108,10 +136,10 @@ BACKGROUND_MEAN, BACKGROUND_STD = (0.0, 0.0, 0.0), (0.25, 0.25, 0.25)
 
 
 def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0),
-                          background: bool = False) -> transforms.Compose:
+                          background: bool = False, background_mode: str = 'global') -> transforms.Compose:
     rotate = transforms.RandomRotation(5, interpolation=transforms.InterpolationMode.BILINEAR)
     return transforms.Compose([
-        *([SubtractBackground()] if background else []),
+        *([SubtractBackground(background_mode)] if background else []),
         RandomCropKeepingAspect(input_size, scale=crop_scale),
         transforms.RandomHorizontalFlip(),
         transforms.RandomVerticalFlip(),
@@ -125,8 +153,9 @@ def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0),
     ])
 
 
-def rheed_eval_transform(input_size: int, mean, std, background: bool = False) -> transforms.Compose:
-    first = [SubtractBackground()] if background else []
+def rheed_eval_transform(input_size: int, mean, std, background: bool = False,
+                         background_mode: str = 'global') -> transforms.Compose:
+    first = [SubtractBackground(background_mode)] if background else []
     if background:
         mean, std = BACKGROUND_MEAN, BACKGROUND_STD
     return transforms.Compose([

@@ -115,6 +115,6 @@ def cached_pipeline(files: Sequence[str], loader: Callable[[str], Image.Image], 
     preprocess = steps[0] if steps and isinstance(steps[0], SubtractBackground) else None
     if preprocess is not None:
         transform = T.Compose(steps[1:])
-    cache = FrameCache(cache_dir, dict(settings, preprocess=type(preprocess).__name__ if preprocess else None))
+    cache = FrameCache(cache_dir, dict(settings, preprocess=repr(preprocess) if preprocess else None))
     run_on_main(lambda: cache.build(files, loader, preprocess))
     return cache.open(), transform
