@@ -14,7 +14,8 @@
 # BATCH (16), LR (2e-4: absolute peak lr, not scaled with BATCH), BLR (empty; when set it
 # replaces LR and is scaled by BATCH/256 as upstream's --blr), INPUT_SIZE (128),
 # NB_CLASSES (empty: from the class folders), NUM_WORKERS (2),
-# WARMUP_EPOCHS (1), EXTRA_ARGS (appended as is), PYTHON (python), DRY_RUN=1 (print only).
+# WARMUP_EPOCHS (1), MIN_EPOCH_SIZE (256: smaller training sets are passed over several times per
+# epoch), EXTRA_ARGS (appended as is), PYTHON (python), DRY_RUN=1 (print only).
 # GPUS is ignored.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,6 +35,7 @@ INPUT_SIZE="${INPUT_SIZE:-128}"
 NB_CLASSES="${NB_CLASSES:-}"
 NUM_WORKERS="${NUM_WORKERS:-2}"
 WARMUP_EPOCHS="${WARMUP_EPOCHS:-1}"
+MIN_EPOCH_SIZE="${MIN_EPOCH_SIZE:-256}"
 EXTRA_ARGS="${EXTRA_ARGS:-}"
 
 check_finetune_file
@@ -42,7 +44,8 @@ cmd=("$PYTHON" main_finetune.py --device cpu
     --model "$MODEL" --data_set RHEED --data_path "$DATA"
     --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
     --epochs "$EPOCHS" --warmup_epochs "$WARMUP_EPOCHS" --batch_size "$BATCH"
-    --input_size "$INPUT_SIZE" "${RHEED_FINETUNE_INPUT[@]}" --weight_decay 0.05 --drop_path 0 --layer_decay 1.0
+    --input_size "$INPUT_SIZE" "${RHEED_FINETUNE_INPUT[@]}" --min_epoch_size "$MIN_EPOCH_SIZE"
+    --weight_decay 0.05 --drop_path 0 --layer_decay 1.0
     --smoothing 0 --mixup 0 --cutmix 0
     --class_weights auto --best_metric macro_f1
     --num_workers "$NUM_WORKERS" --pin_mem false)
