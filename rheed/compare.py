@@ -12,7 +12,8 @@ import numpy as np
 
 from rheed.errors import UserError
 from rheed.plotting import Labels, figure_style, integer_ticks, new_figure, save_figure, series_style
-from rheed.report import LOG_FILE, METRICS_FILE, latex_escape, read_json, read_log, series, write_rows_csv
+from rheed.report_tables import latex_escape, write_rows_csv
+from rheed.run_files import LOG_FILE, METRICS_FILE, read_json, read_log, series
 
 
 @dataclass

@@ -10,7 +10,8 @@ from conftest import run_cli, write_pattern_image, run_script_main
 from rheed import plotting
 from rheed.errors import UserError
 from rheed.metrics import compute_metrics
-from rheed.report import make_report, selected_epoch
+from rheed.report import make_report
+from rheed.run_files import selected_epoch
 
 CLASSES = ["rough", "smooth"]
 FINETUNE_FILES = [
