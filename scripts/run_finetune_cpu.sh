@@ -14,7 +14,7 @@
 # BATCH (16), LR (2e-4: absolute peak lr, not scaled with BATCH), BLR (empty; when set it
 # replaces LR and is scaled by BATCH/256 as upstream's --blr), INPUT_SIZE (128),
 # NB_CLASSES (empty: from the class folders), NUM_WORKERS (2),
-# WARMUP_EPOCHS (1), MIN_EPOCH_SIZE (256: smaller training sets are passed over several times per
+# WARMUP_EPOCHS (1), MIN_EPOCH_SIZE (128: smaller training sets are passed over several times per
 # epoch), EXTRA_ARGS (appended as is), PYTHON (python), DRY_RUN=1 (print only).
 # GPUS is ignored.
 set -euo pipefail
@@ -35,7 +35,7 @@ INPUT_SIZE="${INPUT_SIZE:-128}"
 NB_CLASSES="${NB_CLASSES:-}"
 NUM_WORKERS="${NUM_WORKERS:-2}"
 WARMUP_EPOCHS="${WARMUP_EPOCHS:-1}"
-MIN_EPOCH_SIZE="${MIN_EPOCH_SIZE:-256}"
+MIN_EPOCH_SIZE="${MIN_EPOCH_SIZE:-128}"
 EXTRA_ARGS="${EXTRA_ARGS:-}"
 
 check_finetune_file
