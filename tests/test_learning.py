@@ -47,7 +47,7 @@ def test_cpu_launcher_defaults_learn_streaks_vs_spots_from_scratch(tmp_path):
     proc = run_launcher("run_finetune_cpu.sh", env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((out / "test_metrics.json").read_text())
-    print(f"launcher defaults, 10 epochs x 18 steps (48 frames, 6 passes per epoch): test macro-F1 "
+    print(f"launcher defaults, 10 epochs x 9 steps (48 frames, 3 passes per epoch): test macro-F1 "
           f"{metrics['macro_f1']:.3f}, "
           f"ROC-AUC {metrics['roc_auc']:.3f}")
     assert metrics["roc_auc"] >= 0.99
