@@ -10,8 +10,6 @@ never taking a near-duplicate of a frame already chosen: same sequence within `m
 cosine similarity >= `max_similarity`.
 """
 import csv
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +18,7 @@ import numpy as np
 
 from rheed.errors import UserError
 from rheed.naming import parse_sequence_frame
+from rheed.split import place_file
 
 SELECTION_COLUMNS = ('path', 'sequence', 'frame', 'predicted', 'confidence', 'margin', 'entropy', 'reason', 'label')
 
@@ -153,16 +152,7 @@ def place_labelled(csv_path: Path, dst: Path, allowed: Sequence[str], copy: bool
         raise UserError(f"{csv_path} labels two frames with the same file name into one folder")
     counts: dict = {}
     for source, target in plan:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        linked = False
-        if not copy:
-            try:
-                os.link(source, target)
-                linked = True
-            except OSError:  # another file system: copy instead
-                pass
-        if not linked:
-            shutil.copy2(source, target)
+        place_file(str(source), target, copy)
         counts[target.parent.name] = counts.get(target.parent.name, 0) + 1
     return counts
 

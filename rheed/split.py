@@ -355,7 +355,8 @@ def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
                         f"refusing to delete them even with --overwrite")
 
 
-def _place(source: str, target: Path, copy: bool) -> str:
+def place_file(source: str, target: Path, copy: bool) -> str:
+    """Hard-links source to target (copies across file systems, or with `copy`); returns the method used."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if not copy:
         try:
@@ -384,7 +385,7 @@ def write_split(frames: list[SplitFrame], dst: Path, classes: str, copy: bool, r
                     key=lambda f: (SPLITS.index(f.split), f.fine_class, f.rel)):
         label = label_of(f.fine_class, classes)
         rel = output_path(f, label)
-        methods[_place(f.source, staging / rel, copy)] += 1
+        methods[place_file(f.source, staging / rel, copy)] += 1
         rows.append([rel, f.source, f.fine_class, label, '' if f.sequence is None else f.sequence,
                      '' if f.frame is None else f.frame, f.split])
     for split in SPLITS:
