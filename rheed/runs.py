@@ -88,8 +88,8 @@ def check_ownership(output_dir: str, identity: dict, overwrite: bool = False, re
                             f"or --overwrite true to replace that run")
         return
     artifacts = run_artifacts(output_dir)
-    numbered = [a for a in artifacts if os.path.basename(a)[len('checkpoint-'):-len('.pth')].isdigit()]
-    if artifacts and not (resumable and numbered):
+    import utils  # the one checkpoint listing (top-level module; imported here to keep rheed importable alone)
+    if artifacts and not (resumable and utils.list_numbered_checkpoints(output_dir)):
         names = ', '.join(os.path.basename(a) for a in artifacts[:3])
         raise UserError(f"{output_dir} holds files of another run ({names}); use --output_dir NEW, "
                         f"or --overwrite true to replace them")
