@@ -37,7 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from rheed.errors import UserError
-from rheed.split_layout import FINE_TO_BINARY, MANIFEST_COLUMNS, SPLITS, SplitFrame, label_of
+from rheed.split_layout import AMBIGUOUS_CLASSES, FINE_TO_BINARY, MANIFEST_COLUMNS, SPLITS, SplitFrame, label_of
 from rheed.split_report import build_report, format_report
 from rheed.split_similarity import nearest_train_similarity
 from rheed.imageio import list_images
@@ -430,6 +430,13 @@ def split_dataset(src: str, dst: str, ratios=(0.7, 0.15, 0.15), gap: int = DEFAU
         raise UserError(f"source folder not found: {src}")
     check_destination(src_path, dst_path, overwrite)
     frames = collect_frames(src_path, pattern, frames_csv)
+    ambiguous = {}
+    if classes == 'binary':
+        ambiguous = dict(sorted(Counter(f.fine_class for f in frames if f.fine_class in AMBIGUOUS_CLASSES).items()))
+        frames = [f for f in frames if f.fine_class not in AMBIGUOUS_CLASSES]
+        if not frames:
+            raise UserError(f"{src} has only frames of ambiguous classes ({', '.join(ambiguous)}), which have no "
+                            f"smooth/rough label; use --classes fine")
     fine_classes = sorted({f.fine_class for f in frames})
     if classes == 'binary':
         unknown = [c for c in fine_classes if c not in FINE_TO_BINARY]
@@ -443,7 +450,8 @@ def split_dataset(src: str, dst: str, ratios=(0.7, 0.15, 0.15), gap: int = DEFAU
     sim = nearest_train_similarity(frames) if similarity else None
     args = {'src': str(src), 'dst': str(dst), 'classes': classes, 'ratios': [round(r, 6) for r in ratios],
             'gap': gap, 'seed': seed, 'by_sequence': by_sequence, 'temporal_layer': temporal_layer,
-            'pattern': pattern, 'frames_csv': frames_csv, 'fold': list(fold) if fold else None}
+            'pattern': pattern, 'frames_csv': frames_csv, 'fold': list(fold) if fold else None,
+            'ambiguous_left_out': ambiguous}
     report = build_report(frames, summary, args, sim)
     text = format_report(report)
     write_split(frames, dst_path, classes, copy, report, text)

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 SPLITS = ('train', 'val', 'test')
 HELD_OUT_SPLITS = ('val', 'test')
-FINE_TO_BINARY = {'layer_smooth': 'smooth', 'island_smooth': 'smooth', 'island_rough': 'rough'}
+# flat crystalline surface (streaks, Laue dots) -> smooth; transmission through 3D crystallites (spot grids,
+# chevrons, polycrystalline rings) -> rough (rheed.synthetic_variety explains the extra classes)
+FINE_TO_BINARY = {'layer_smooth': 'smooth', 'island_smooth': 'smooth', 'island_rough': 'rough',
+                  'laue_smooth': 'smooth', 'ring_rough': 'rough'}
+# neither 2D layer growth nor 3D islands: left out of binary splits, kept with --classes fine
+AMBIGUOUS_CLASSES = ('amorphous_halo',)
 MANIFEST_COLUMNS = ('path', 'source', 'fine_class', 'label', 'sequence', 'frame', 'split')
 
 

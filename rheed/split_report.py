@@ -63,6 +63,9 @@ def format_report(r: dict) -> str:
         lines.append(f"{fine_class}: kept {c['kept']}, left out {c['left_out']}, actual "
                      f"{'/'.join(str(c['actual'][s]) for s in SPLITS)} vs requested "
                      f"{'/'.join(str(c['requested'][s]) for s in SPLITS)} (max deviation {c['max_deviation']})")
+    for fine_class, n in r.get('ambiguous_left_out', {}).items():
+        lines.append(f"note: {n} frames of {fine_class} left out: the class has no smooth/rough label "
+                     f"(--classes fine keeps it)")
     for split, missing in r['missing_labels'].items():
         lines.append(f"warning: {split} has no frames of class {', '.join(missing)}; fine-tuning refuses splits whose "
                      f"class folders differ (add frames or sequences, or change --ratios / --gap)")

@@ -36,9 +36,10 @@ Public API
     Sequence ids and frame counts for a data set whose class sizes follow the real data
     (2003 / 567 / 671 frames) times `scale`.
 ``generate_dataset(out, scale=0.1, sequences=None, seed=0, tiff16=False, width=656, height=492,
-overwrite=False) -> dict``
+overwrite=False, camera_randomize=False, variety=False) -> dict``
     Writes ``out/{layer_smooth,island_smooth,island_rough}/seqNNN_FFFFFF.png`` (``.tif`` with
-    `tiff16`) and ``out/synthetic_frames.csv`` (file, class, sequence, frame, progress).
+    `tiff16`) and ``out/synthetic_frames.csv`` (file, class, sequence, frame, progress); `variety` adds
+    the wide ranges and the laue_smooth, ring_rough and amorphous_halo runs of rheed.synthetic_variety.
 ``save_contact_sheet(data_dir, out_png, per_class=4)``
     A PNG grid of generated frames, one row per class.
 
@@ -113,15 +114,29 @@ class RheedParams:
     photons: float             # photons at full scale (sets shot noise)
     read_noise: float
     black_level: float
+    # polycrystalline rings and amorphous halo (rheed.synthetic_variety; zero in the default look)
+    ring_amp: float = 0.0
+    ring_radii: tuple = ()     # Debye-Scherrer ring radii, pixels from the transmitted beam
+    ring_sigma: float = 2.0
+    ring_texture: float = 0.0  # 0: uniform rings, towards 1: arcs (fibre texture)
+    halo_amp: float = 0.0
+    halo_radius: float = 0.0
+    halo_sigma: float = 1.0
 
 
 @dataclass(frozen=True)
 class RunPlan:
-    """One growth run: `n_smooth` frames then `n_rough` frames (layer runs have n_rough = 0)."""
-    kind: str                  # 'layer' or 'island'
+    """One growth run: `n_smooth` frames then `n_rough` frames (layer runs have n_rough = 0); runs of the
+    extra kinds of rheed.synthetic_variety have `n_other` frames of their own fine class."""
+    kind: str                  # 'layer', 'island', or with variety 'laue', 'ring', 'halo'
     sequence: int
     n_smooth: int
     n_rough: int
+    n_other: int = 0
+
+    @property
+    def n_frames(self) -> int:
+        return self.n_smooth + self.n_rough + self.n_other
 
 
 def _smoothstep(a: float, b: float, x: float) -> float:
@@ -318,6 +333,23 @@ def _add_kikuchi(img: np.ndarray, p: RheedParams, weight: float, y: np.ndarray, 
             img += weight * amp * np.exp(-0.5 * u * u) * (1.0 - 0.6 * side * u)
 
 
+def _add_rings(img: np.ndarray, p: RheedParams, y: np.ndarray, x: np.ndarray) -> None:
+    """Rings centred on the transmitted beam (at the shadow edge below the specular column): sharp
+    Debye-Scherrer rings of a polycrystalline film (arcs when textured) and the broad halo of an
+    amorphous one; the shadow edge hides their lower half."""
+    dy, dx = y[:, None] - p.y_shadow, x[None, :] - p.x0
+    r = np.sqrt(dx * dx + dy * dy)
+    if p.ring_amp > 0:
+        along = 1.0
+        if p.ring_texture > 0:   # fibre texture: intensity gathered around the vertical
+            cos_angle = np.abs(dy) / np.maximum(r, 1.0)
+            along = (1.0 - p.ring_texture) + p.ring_texture * cos_angle ** 4
+        for i, radius in enumerate(p.ring_radii):
+            img += p.ring_amp * (0.85 ** i) * along * _gauss(r - radius, p.ring_sigma)
+    if p.halo_amp > 0:
+        img += p.halo_amp * _gauss(r - p.halo_radius, p.halo_sigma)
+
+
 def render_clean(p: RheedParams, progress: float, t: float = 0.0) -> np.ndarray:
     """Noise-free, unblurred pattern (float32, camera full-scale units) at roughness `progress`
     (shifted by `p.look_shift`) and time `t` in frames."""
@@ -352,6 +384,8 @@ def render_clean(p: RheedParams, progress: float, t: float = 0.0) -> np.ndarray:
     kikuchi = 1.0 - _smoothstep(0.0, 0.45, rho)
     if kikuchi > 0:
         _add_kikuchi(img, p, kikuchi, y, x)
+    if p.ring_amp > 0 or p.halo_amp > 0:
+        _add_rings(img, p, y, x)
 
     lr = 1.0 + p.lr_asym * np.tanh(4.0 * (x - p.x0) / p.width)
     shadow = 1.0 / (1.0 + np.exp(np.minimum((y - p.y_shadow) / p.shadow_width, 60.0)))
@@ -428,12 +462,13 @@ def _split_count(total: int, parts: int) -> list:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-def plan_runs(scale: float = 0.1, sequences: int | None = None) -> list:
+def plan_runs(scale: float = 0.1, sequences: int | None = None, variety: bool = False) -> list:
     """Growth runs whose class sizes follow the real data set times `scale`.
 
     `sequences` is the number of layer runs and of island runs (default 4 each, fewer when a
     class has too few frames). Layer runs get sequence ids 1..L, island runs L+1..L+I; every
-    island run has at least one smooth and one rough frame.
+    island run has at least one smooth and one rough frame. `variety` adds runs of the extra kinds
+    (rheed.synthetic_variety.extra_runs each, half a layer run long) after those.
     """
     if not scale > 0:
         raise UserError(f"--scale must be > 0, got {scale}")
@@ -450,23 +485,34 @@ def plan_runs(scale: float = 0.1, sequences: int | None = None) -> list:
     rough = _split_count(n["island_rough"], n_island_runs)
     for i, (n_s, n_r) in enumerate(zip(smooth, rough)):
         plans.append(RunPlan("island", n_layer_runs + i + 1, n_s, n_r))
+    if variety:
+        from rheed.synthetic_variety import KIND_CLASS, extra_runs
+        length = max(1, n["layer_smooth"] // (2 * n_layer_runs))
+        for kind in KIND_CLASS:
+            for _ in range(extra_runs(want)):
+                plans.append(RunPlan(kind, len(plans) + 1, 0, 0, length))
     return plans
 
 
-def _prepare_output(out: Path, overwrite: bool) -> None:
+def _all_classes() -> tuple:
+    from rheed.synthetic_variety import VARIETY_CLASSES
+    return CLASS_NAMES + VARIETY_CLASSES
+
+
+def _prepare_output(out: Path, overwrite: bool, classes: tuple) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise UserError(f"output folder {out} is not empty; choose another --out or pass --overwrite")
         # remove only files this generator wrote before, so frames of an older run do not mix in
-        for name in CLASS_NAMES:
+        for name in _all_classes():
             folder = out / name
             if folder.is_dir():
                 for f in folder.iterdir():
                     if f.is_file() and FILE_RE.match(f.name):
                         f.unlink()
-    for name in CLASS_NAMES:
+    for name in classes:
         (out / name).mkdir(parents=True, exist_ok=True)
 
 
@@ -483,32 +529,43 @@ def _write_frame(path: Path, frame: np.ndarray, tiff16: bool, cam=None) -> None:
 
 def generate_dataset(out, scale: float = 0.1, sequences: int | None = None, seed: int = 0,
                      tiff16: bool = False, width: int = _REF_WIDTH, height: int = _REF_HEIGHT,
-                     overwrite: bool = False, progress_callback=None, camera_randomize: bool = False) -> dict:
+                     overwrite: bool = False, progress_callback=None, camera_randomize: bool = False,
+                     variety: bool = False) -> dict:
     """Writes the synthetic data set; returns {'counts': {class: n}, 'sequences': n, 'files': n}.
-    `camera_randomize`: every run gets its own camera and screen (rheed.camera; frame size included)."""
+    `camera_randomize`: every run gets its own camera and screen (rheed.camera; frame size included).
+    `variety`: wide geometry ranges and the extra pattern kinds of rheed.synthetic_variety."""
+    from rheed import synthetic_variety as V
     if width < 32 or height < 32:
         raise UserError(f"--width and --height must be >= 32, got {width}x{height}")
-    plans = plan_runs(scale, sequences)
+    plans = plan_runs(scale, sequences, variety)
+    classes = _all_classes() if variety else CLASS_NAMES
     out = Path(out)
-    _prepare_output(out, overwrite)
+    _prepare_output(out, overwrite, classes)
     ext = ".tif" if tiff16 else ".png"
-    counts = {c: 0 for c in CLASS_NAMES}
+    counts = {c: 0 for c in classes}
     rows = []
     for run_index, plan in enumerate(plans):
         rng = _run_rng(seed, run_index)
-        n_frames = plan.n_smooth + plan.n_rough
+        n_frames = plan.n_frames
         cam = None
         if camera_randomize:  # its own random stream: the patterns stay those of the same seed without it
             from rheed.camera import random_camera
             cam = random_camera(np.random.default_rng([seed, run_index, 7]))
         run_width, run_height = cam.size if cam is not None else (width, height)
         p = random_params(rng, run_width, run_height, run_frames=n_frames)
-        if plan.kind == "layer":
+        if variety:
+            p = V.widen(p, rng)
+        if plan.kind in V.KIND_CLASS:
+            p = V.kind_params(plan.kind, p, rng)
+            progress = V.kind_progress(plan.kind, p, n_frames, rng)
+        elif plan.kind == "layer":
             progress = layer_progress(p, n_frames)
         else:
             progress = island_progress(n_frames, plan.n_smooth, *_island_ends(rng))
         for frame_index, rho in enumerate(progress):
-            if plan.kind == "layer":
+            if plan.kind in V.KIND_CLASS:
+                cls = V.KIND_CLASS[plan.kind]
+            elif plan.kind == "layer":
                 cls = "layer_smooth"
             else:
                 cls = "island_smooth" if frame_index < plan.n_smooth else "island_rough"
@@ -536,9 +593,10 @@ def save_contact_sheet(data_dir, out_png, per_class: int = 4, title: str | None 
     import matplotlib.pyplot as plt
 
     data_dir = Path(data_dir)
-    fig, axes = plt.subplots(len(CLASS_NAMES), per_class, figsize=(2.6 * per_class, 2.1 * len(CLASS_NAMES)),
+    classes = [c for c in _all_classes() if (data_dir / c).is_dir()] or list(CLASS_NAMES)
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(2.6 * per_class, 2.1 * len(classes)),
                              squeeze=False)
-    for row, cls in enumerate(CLASS_NAMES):
+    for row, cls in enumerate(classes):
         files = sorted(f for f in (data_dir / cls).glob("seq*_*.*") if FILE_RE.match(f.name))
         if not files:
             raise UserError(f"no generated frames in {data_dir / cls}")

@@ -1,4 +1,5 @@
-"""Writes synthetic RHEED growth videos as data_rheed/{layer_smooth,island_smooth,island_rough}/."""
+"""Writes synthetic RHEED growth videos as data_rheed/<fine class>/ (layer_smooth, island_smooth, island_rough;
+with --variety also laue_smooth, ring_rough, amorphous_halo)."""
 import argparse
 import os
 import sys
@@ -28,6 +29,11 @@ def get_args_parser():
     parser.add_argument("--camera_randomize", action="store_true",
                         help="give every run its own camera and screen: orientation, screen edge, vignetting, "
                              "gamma, gain, JPEG compression and frame size (rheed/camera.py)")
+    parser.add_argument("--variety", action="store_true",
+                        help="draw each run's geometry over wide ranges (3-20 streaks, short to long, dim to "
+                             "glowing) and add runs of flat-surface Laue dots (laue_smooth), polycrystalline "
+                             "rings (ring_rough) and amorphous halos (amorphous_halo, no binary label); "
+                             "see rheed/synthetic_variety.py")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty folder (replaces only earlier generated frames)")
     parser.add_argument("--contact_sheet", default=None, type=str, help="also save a PNG grid of sample frames")
@@ -43,7 +49,7 @@ def main(args):
     summary = generate_dataset(args.out, scale=args.scale, sequences=args.sequences, seed=args.seed,
                                tiff16=args.tiff16, width=args.width, height=args.height,
                                overwrite=args.overwrite, progress_callback=report,
-                               camera_randomize=args.camera_randomize)
+                               camera_randomize=args.camera_randomize, variety=args.variety)
     counts = ", ".join(f"{name} {n}" for name, n in summary["counts"].items())
     print(f"wrote {summary['files']} frames in {summary['sequences']} sequences to {args.out} ({counts}) "
           f"in {time.time() - start:.1f} s")

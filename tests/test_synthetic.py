@@ -242,3 +242,101 @@ def test_camera_randomisation_varies_every_factor_and_is_deterministic(tmp_path)
     assert files and all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
     sizes = {Image.open(first / f).size for f in files}
     assert sizes <= set(FRAME_SIZES)
+
+
+def test_variety_writes_every_fine_class_deterministically(tmp_path):
+    from rheed.synthetic_variety import VARIETY_CLASSES
+
+    def write(name):
+        out = tmp_path / name
+        summary = S.generate_dataset(out, scale=0.01, sequences=4, seed=2, width=96, height=72, variety=True)
+        return summary, {str(f.relative_to(out)): f.read_bytes() for f in sorted(out.rglob("*.png"))}
+
+    summary, a = write("a")
+    _, b = write("b")
+    assert a == b
+    assert set(summary["counts"]) == set(S.CLASS_NAMES + VARIETY_CLASSES)
+    assert all(n > 0 for n in summary["counts"].values())
+    rows = (tmp_path / "a" / "synthetic_frames.csv").read_text().splitlines()[1:]
+    by_class = {}
+    for row in rows:
+        _, fine_class, sequence, _, _ = row.split(",")
+        by_class.setdefault(fine_class, set()).add(sequence)
+    base = set().union(*(by_class[c] for c in S.CLASS_NAMES))
+    for cls in VARIETY_CLASSES:   # extra kinds are whole runs of their own
+        assert by_class[cls] and not by_class[cls] & base
+
+
+def test_variety_widens_the_geometry():
+    from rheed.synthetic_variety import widen
+    base = [S.random_params(np.random.default_rng([0, i])) for i in range(60)]
+    wide = [widen(p, np.random.default_rng([1, i])) for i, p in enumerate(base)]
+
+    def streaks(ps):  # integer-order streaks across the frame
+        return [p.width / p.spacing for p in ps]
+
+    def lengths(ps):
+        return [p.streak_length / p.height for p in ps]
+
+    assert min(streaks(wide)) < 5 < 15 < max(streaks(wide))
+    assert min(streaks(base)) > 7 and max(streaks(base)) < 15
+    assert max(lengths(wide)) / min(lengths(wide)) > 5 > max(lengths(base)) / min(lengths(base))
+    assert max(p.bg_glow for p in wide) > 0.3 > max(p.bg_glow for p in base)
+    assert all(p.y_shadow - p.laue_radius > 0 for p in wide)  # the specular spot stays in the frame
+
+
+def test_extra_kinds_render_their_physics():
+    from rheed.synthetic_variety import kind_params, kind_progress
+    rng = np.random.default_rng(11)
+    p0 = dataclasses.replace(S.random_params(rng, 320, 240), rotation=0.0)
+    y = np.arange(p0.height, dtype=np.float32)[:, None]
+    x = np.arange(p0.width, dtype=np.float32)[None, :]
+    r = np.sqrt((x - p0.x0) ** 2 + (y - p0.y_shadow) ** 2)
+
+    # polycrystalline rings: concentric maxima around the transmitted beam, gone without ring_amp
+    ring = kind_params("ring", p0, rng)
+    rho = float(kind_progress("ring", ring, 1, rng)[0])
+    img = S.render_clean(ring, rho)
+    plain = S.render_clean(dataclasses.replace(ring, ring_amp=0.0), rho)
+    above = y < ring.y_shadow - 5
+    for radius in ring.ring_radii[:3]:
+        on = (np.abs(r - radius) < 1) & above
+        off = (np.abs(r - radius - 4 * ring.ring_sigma) < 1) & above
+        assert (img - plain)[on].mean() > 5 * (img - plain)[off].mean()
+    assert rho > S.ROUGH_THRESHOLD
+
+    # flat-surface Laue dots: the brightest points (specular spot masked) lie on the zeroth Laue circle
+    laue = kind_params("laue", dataclasses.replace(p0, kikuchi=()), rng)
+    rho = float(kind_progress("laue", laue, 1, rng)[0])
+    img = S.render_clean(laue, rho)
+    spec = (np.abs(x - laue.x0) < 4 * laue.specular_sigma[0]) & (np.abs(y - (laue.y_shadow - laue.laue_radius))
+                                                               < 4 * laue.specular_sigma[1])
+    img = np.where(spec | (y > laue.y_shadow - 3), 0, img)
+    peaks = np.argwhere(img > np.percentile(img, 99.9))
+    dist = np.sqrt((peaks[:, 1] - laue.x0) ** 2 + (peaks[:, 0] - laue.y_shadow) ** 2)
+    assert np.median(np.abs(dist - laue.laue_radius)) < 4 and rho < S.ROUGH_THRESHOLD
+
+    # amorphous halo: one broad maximum, no sharp feature
+    halo = kind_params("halo", p0, rng)
+    img = S.render_clean(halo, 1.0) - S.render_clean(dataclasses.replace(halo, halo_amp=0.0), 1.0)
+    ring_only = S.render_clean(ring, 1.0) - S.render_clean(dataclasses.replace(ring, ring_amp=0.0), 1.0)
+
+    def steepness(diff):  # largest pixel-to-pixel step relative to the peak
+        return np.abs(np.diff(diff, axis=1)).max() / diff.max()
+
+    assert img.max() > 0 and steepness(img) < 0.08 < steepness(ring_only)
+
+
+def test_binary_split_leaves_ambiguous_classes_out(tmp_path):
+    from rheed.split import split_dataset
+    from rheed.split_layout import AMBIGUOUS_CLASSES, FINE_TO_BINARY
+    src = tmp_path / "data"
+    S.generate_dataset(src, scale=0.01, sequences=4, seed=1, width=64, height=48, variety=True)
+    assert FINE_TO_BINARY["laue_smooth"] == "smooth" and FINE_TO_BINARY["ring_rough"] == "rough"
+    report = split_dataset(src, tmp_path / "split", by_sequence=True, temporal_layer=True, verbose=False)
+    n_halo = len(list((src / "amorphous_halo").iterdir()))
+    assert report["ambiguous_left_out"] == {"amorphous_halo": n_halo} and "amorphous_halo" in AMBIGUOUS_CLASSES
+    written = {p.parent.name for p in (tmp_path / "split").rglob("*.png")}
+    assert written == {"smooth", "rough"}
+    fine = split_dataset(src, tmp_path / "fine", classes="fine", by_sequence=True, temporal_layer=True, verbose=False)
+    assert fine["ambiguous_left_out"] == {} and any((tmp_path / "fine").rglob("amorphous_halo/*.png"))
