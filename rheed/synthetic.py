@@ -527,62 +527,100 @@ def _write_frame(path: Path, frame: np.ndarray, tiff16: bool, cam=None) -> None:
         Image.fromarray(quantize(frame)).save(path)
 
 
+@dataclass(frozen=True)
+class _RunJob:
+    out: Path
+    plan: RunPlan
+    run_index: int
+    seed: int
+    size: tuple
+    tiff16: bool
+    camera_randomize: bool
+    variety: bool
+
+
+def _frame_class(plan: RunPlan, frame_index: int) -> str:
+    from rheed.synthetic_variety import KIND_CLASS
+    if plan.kind in KIND_CLASS:
+        return KIND_CLASS[plan.kind]
+    if plan.kind == "layer":
+        return "layer_smooth"
+    return "island_smooth" if frame_index < plan.n_smooth else "island_rough"
+
+
+def _write_run(job: _RunJob) -> list:
+    """Renders and writes one run; returns its manifest rows. Everything random comes from the run's
+    own streams, so runs can be written in any order or process."""
+    from rheed import synthetic_variety as V
+    plan = job.plan
+    rng = _run_rng(job.seed, job.run_index)
+    cam = None
+    if job.camera_randomize:  # its own random stream: the patterns stay those of the same seed without it
+        from rheed.camera import random_camera
+        cam = random_camera(np.random.default_rng([job.seed, job.run_index, 7]))
+    run_width, run_height = cam.size if cam is not None else job.size
+    p = random_params(rng, run_width, run_height, run_frames=plan.n_frames)
+    if job.variety:
+        p = V.widen(p, rng)
+    if plan.kind in V.KIND_CLASS:
+        p = V.kind_params(plan.kind, p, rng)
+        progress = V.kind_progress(plan.kind, p, plan.n_frames, rng)
+    elif plan.kind == "layer":
+        progress = layer_progress(p, plan.n_frames)
+    else:
+        progress = island_progress(plan.n_frames, plan.n_smooth, *_island_ends(rng))
+    ext = ".tif" if job.tiff16 else ".png"
+    rows = []
+    for frame_index, rho in enumerate(progress):
+        cls = _frame_class(plan, frame_index)
+        name = f"seq{plan.sequence:03d}_{frame_index:06d}{ext}"
+        frame = render_frame(p, rho, rng, t=frame_index)
+        if cam is not None:
+            from rheed.camera import apply_camera
+            frame = apply_camera(frame, cam)
+        _write_frame(job.out / cls / name, frame, job.tiff16, cam)
+        rows.append((f"{cls}/{name}", cls, f"seq{plan.sequence:03d}", frame_index, f"{rho:.4f}"))
+    return rows
+
+
 def generate_dataset(out, scale: float = 0.1, sequences: int | None = None, seed: int = 0,
                      tiff16: bool = False, width: int = _REF_WIDTH, height: int = _REF_HEIGHT,
                      overwrite: bool = False, progress_callback=None, camera_randomize: bool = False,
-                     variety: bool = False) -> dict:
+                     variety: bool = False, workers: int = 1) -> dict:
     """Writes the synthetic data set; returns {'counts': {class: n}, 'sequences': n, 'files': n}.
     `camera_randomize`: every run gets its own camera and screen (rheed.camera; frame size included).
-    `variety`: wide geometry ranges and the extra pattern kinds of rheed.synthetic_variety."""
-    from rheed import synthetic_variety as V
+    `variety`: wide geometry ranges and the extra pattern kinds of rheed.synthetic_variety.
+    `workers` > 1 writes runs in that many processes; the files are the same as with one."""
     if width < 32 or height < 32:
         raise UserError(f"--width and --height must be >= 32, got {width}x{height}")
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
     plans = plan_runs(scale, sequences, variety)
     classes = _all_classes() if variety else CLASS_NAMES
     out = Path(out)
     _prepare_output(out, overwrite, classes)
-    ext = ".tif" if tiff16 else ".png"
-    counts = {c: 0 for c in classes}
+    jobs = [_RunJob(out, plan, i, seed, (width, height), tiff16, camera_randomize, variety)
+            for i, plan in enumerate(plans)]
     rows = []
-    for run_index, plan in enumerate(plans):
-        rng = _run_rng(seed, run_index)
-        n_frames = plan.n_frames
-        cam = None
-        if camera_randomize:  # its own random stream: the patterns stay those of the same seed without it
-            from rheed.camera import random_camera
-            cam = random_camera(np.random.default_rng([seed, run_index, 7]))
-        run_width, run_height = cam.size if cam is not None else (width, height)
-        p = random_params(rng, run_width, run_height, run_frames=n_frames)
-        if variety:
-            p = V.widen(p, rng)
-        if plan.kind in V.KIND_CLASS:
-            p = V.kind_params(plan.kind, p, rng)
-            progress = V.kind_progress(plan.kind, p, n_frames, rng)
-        elif plan.kind == "layer":
-            progress = layer_progress(p, n_frames)
-        else:
-            progress = island_progress(n_frames, plan.n_smooth, *_island_ends(rng))
-        for frame_index, rho in enumerate(progress):
-            if plan.kind in V.KIND_CLASS:
-                cls = V.KIND_CLASS[plan.kind]
-            elif plan.kind == "layer":
-                cls = "layer_smooth"
-            else:
-                cls = "island_smooth" if frame_index < plan.n_smooth else "island_rough"
-            name = f"seq{plan.sequence:03d}_{frame_index:06d}{ext}"
-            frame = render_frame(p, rho, rng, t=frame_index)
-            if cam is not None:
-                from rheed.camera import apply_camera
-                frame = apply_camera(frame, cam)
-            _write_frame(out / cls / name, frame, tiff16, cam)
-            counts[cls] += 1
-            rows.append((f"{cls}/{name}", cls, f"seq{plan.sequence:03d}", frame_index, f"{rho:.4f}"))
-        if progress_callback is not None:
-            progress_callback(run_index + 1, len(plans))
+    if workers == 1:
+        results = map(_write_run, jobs)
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        pool = ProcessPoolExecutor(max_workers=workers)
+        results = pool.map(_write_run, jobs)
+    try:
+        for done, run_rows in enumerate(results, 1):
+            rows.extend(run_rows)
+            if progress_callback is not None:
+                progress_callback(done, len(plans))
+    finally:
+        if workers > 1:
+            pool.shutdown(cancel_futures=True)
     with open(out / "synthetic_frames.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "fine_class", "sequence", "frame", "progress"])
         writer.writerows(rows)
+    counts = {c: sum(row[1] == c for row in rows) for c in classes}
     return {"counts": counts, "sequences": len(plans), "files": len(rows)}
 
 

@@ -34,6 +34,8 @@ def get_args_parser():
                              "glowing) and add runs of flat-surface Laue dots (laue_smooth), polycrystalline "
                              "rings (ring_rough) and amorphous halos (amorphous_halo, no binary label); "
                              "see rheed/synthetic_variety.py")
+    parser.add_argument("--workers", default=1, type=int,
+                        help="processes writing runs in parallel (same files as with 1)")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty folder (replaces only earlier generated frames)")
     parser.add_argument("--contact_sheet", default=None, type=str, help="also save a PNG grid of sample frames")
@@ -49,7 +51,8 @@ def main(args):
     summary = generate_dataset(args.out, scale=args.scale, sequences=args.sequences, seed=args.seed,
                                tiff16=args.tiff16, width=args.width, height=args.height,
                                overwrite=args.overwrite, progress_callback=report,
-                               camera_randomize=args.camera_randomize, variety=args.variety)
+                               camera_randomize=args.camera_randomize, variety=args.variety,
+                               workers=args.workers)
     counts = ", ".join(f"{name} {n}" for name, n in summary["counts"].items())
     print(f"wrote {summary['files']} frames in {summary['sequences']} sequences to {args.out} ({counts}) "
           f"in {time.time() - start:.1f} s")

@@ -255,6 +255,10 @@ def test_variety_writes_every_fine_class_deterministically(tmp_path):
     summary, a = write("a")
     _, b = write("b")
     assert a == b
+    parallel = tmp_path / "parallel"   # runs written by two processes: the same files
+    S.generate_dataset(parallel, scale=0.01, sequences=4, seed=2, width=96, height=72, variety=True, workers=2)
+    assert {str(f.relative_to(parallel)): f.read_bytes() for f in sorted(parallel.rglob("*.png"))} == a
+    assert (parallel / "synthetic_frames.csv").read_bytes() == (tmp_path / "a" / "synthetic_frames.csv").read_bytes()
     assert set(summary["counts"]) == set(S.CLASS_NAMES + VARIETY_CLASSES)
     assert all(n > 0 for n in summary["counts"].values())
     rows = (tmp_path / "a" / "synthetic_frames.csv").read_text().splitlines()[1:]
