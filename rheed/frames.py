@@ -7,9 +7,11 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 from PIL import Image
 
 from rheed.errors import UserError, warn
@@ -52,13 +54,53 @@ def frame_number(path: Path, pattern: str | None, default: int) -> int:
     return default if frame is None else frame
 
 
-def count_tiff_pages(path: Path) -> int:
+def inspect_tiff_pages(path: Path) -> tuple[int, str | None]:
+    """(pages that can be read, why the file looks truncated or None). A stack cut short (an interrupted
+    copy or recording) loses its last pages: the writer's metadata promises more pages than the page chain
+    holds, the chain points past the end of the file, or the last page's data does."""
+    import logging
+
     import tifffile
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    log, collect = logging.getLogger("tifffile"), Collect()
+    log.addHandler(collect)
     try:
         with tifffile.TiffFile(path) as tif:
-            return len(tif.pages)
+            pages = len(tif.pages)
+            expected = _promised_pages(tif)
+            last = tif.pages[-1] if pages else None
+            data_end = max((o + n for o, n in zip(last.dataoffsets, last.databytecounts)), default=0) if last else 0
+            size = path.stat().st_size
     except Exception as e:  # tifffile raises several types for damaged files
         raise UserError(f"cannot read TIFF {path}: {e}") from e
+    finally:
+        log.removeHandler(collect)
+    readable = pages - 1 if data_end > size else pages
+    if expected is not None and expected > readable:
+        return readable, f"truncated multi-page TIFF: {readable} of {expected} pages readable"
+    if readable < pages or any("invalid page offset" in m for m in collect.messages):
+        return readable, f"truncated multi-page TIFF: the page chain breaks after {readable} readable pages"
+    return readable, None
+
+
+def _promised_pages(tif) -> int | None:
+    """Pages announced by the writer's metadata (tifffile's shaped or ImageJ description), if any."""
+    if tif.is_imagej and tif.imagej_metadata and tif.imagej_metadata.get("images"):
+        return int(tif.imagej_metadata["images"])
+    if tif.is_shaped and tif.shaped_metadata:
+        page = tif.pages[0]
+        shape = tif.shaped_metadata[0].get("shape")
+        if shape:
+            return max(1, int(np.prod(shape)) // max(int(np.prod(page.shape)), 1))
+    return None
 
 
 def folder_source(folder: Path, classifier: Classifier, pattern: str | None) -> FrameSource:
@@ -106,14 +148,18 @@ def folder_source(folder: Path, classifier: Classifier, pattern: str | None) -> 
     return source
 
 
-def tiff_stack_source(path: Path, classifier: Classifier, n_pages: int) -> FrameSource:
+def tiff_stack_source(path: Path, classifier: Classifier, n_pages: int, truncated: str | None = None) -> FrameSource:
     from rheed.imageio import read_stack
 
     def iterate() -> Iterator[DecodedFrame]:
-        for i, array in enumerate(read_stack(str(path), **classifier.scaling)):
+        # islice stops before a page past the readable ones is decoded
+        for i, array in enumerate(islice(read_stack(str(path), **classifier.scaling), n_pages)):
             yield DecodedFrame(i, f"{path}[{i}]", classifier.image_from_array(array))
 
-    return FrameSource("tiff_stack", path, n_pages, iterate)
+    source = FrameSource("tiff_stack", path, n_pages, iterate)
+    if truncated:
+        source.skip(str(path), f"{truncated}; the missing pages are not predicted")
+    return source
 
 
 def video_source(path: Path, classifier: Classifier) -> FrameSource:
@@ -156,9 +202,11 @@ def open_input(path: str | Path, classifier: Classifier, pattern: str | None = N
         return folder_source(path, classifier, pattern)
     suffix = path.suffix.lower()
     if suffix in TIFF_EXTENSIONS:
-        n_pages = count_tiff_pages(path)
-        if n_pages > 1:
-            return tiff_stack_source(path, classifier, n_pages)
+        n_pages, truncated = inspect_tiff_pages(path)
+        if n_pages < 1:
+            raise UserError(f"cannot read TIFF {path}: {truncated or 'no pages'}")
+        if n_pages > 1 or truncated:
+            return tiff_stack_source(path, classifier, n_pages, truncated)
     if is_image_file(path):
         try:
             image = classifier.loader(str(path))

@@ -39,7 +39,8 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 class _Pending:
     size: int
     mtime: float
-    failures: int = 0
+    failed_at: float | None = None       # first failed decode of the file as it is now
+    failed_state: tuple | None = None    # (size, mtime) at that failure
 
 
 def _ready_files(folder: Path, seen: set[str], pending: dict[str, _Pending], settle: float,
@@ -75,15 +76,27 @@ def _ready_files(folder: Path, seen: set[str], pending: dict[str, _Pending], set
     return ready
 
 
+def _give_up(state: _Pending, incomplete_timeout: float) -> bool:
+    """After a failed decode: True once the file has failed, unchanged, for `incomplete_timeout` seconds.
+    A file that changed since its first failure (still being written) starts a new wait."""
+    now = time.monotonic()
+    current = (state.size, state.mtime)
+    if state.failed_at is None or state.failed_state != current:
+        state.failed_at, state.failed_state = now, current
+    return now - state.failed_at >= incomplete_timeout
+
+
 def watch_folder(classifier: Classifier, folder: str | Path, out_dir: str | Path | None = None,
                  options: PredictOptions | None = None, overwrite: bool = False, poll_interval: float = 0.5,
                  max_frames: int | None = None, timeout: float | None = None, refresh: float = 10.0,
                  stop: threading.Event | None = None, echo: Callable[[str], None] = print,
-                 max_decode_failures: int = 3) -> dict:
+                 incomplete_timeout: float = 10.0) -> dict:
     """Classifies frames as they appear in `folder` until `stop` is set, `max_frames` frames are done, or no
     new frame arrived for `timeout` seconds. Frames already in the folder are classified first. Rows are
     appended to predictions.csv as they come; summary.json and the timeline are refreshed every `refresh`
-    seconds and written once more on exit."""
+    seconds and written once more on exit. A frame that does not decode is retried on every poll while
+    the camera may still be writing it; only when it stayed unchanged and undecodable for
+    `incomplete_timeout` seconds is it given up and listed under 'skipped' in summary.json."""
     options = options or PredictOptions()
     options.validate()
     folder = Path(folder)
@@ -130,11 +143,9 @@ def watch_folder(classifier: Classifier, folder: str | Path, out_dir: str | Path
                         paths.append(path)
                         seen.add(str(path))
                     except Exception as e:  # maybe still being written: retry on the next polls
-                        state = pending[str(path)]
-                        state.failures += 1
-                        if state.failures >= max_decode_failures:
+                        if _give_up(pending[str(path)], incomplete_timeout):
                             seen.add(str(path))
-                            report(str(path), f"cannot decode ({e})")
+                            report(str(path), f"cannot decode, unchanged for {incomplete_timeout:g} s ({e})")
                 if not images:
                     continue
                 for path, probs in zip(paths, classifier.predict_images(images)):

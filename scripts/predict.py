@@ -37,6 +37,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     watch.add_argument("--poll", type=float, default=0.5, help="seconds between folder scans")
     watch.add_argument("--max_frames", type=int, default=None, help="stop after this many frames")
     watch.add_argument("--timeout", type=float, default=None, help="stop when no new frame arrived for this many seconds")
+    watch.add_argument("--incomplete_timeout", type=float, default=10.0,
+                       help="give up a frame that stays unchanged and undecodable for this many seconds (it is "
+                            "listed under 'skipped' in summary.json); frames still being written are retried")
     watch.add_argument("--refresh", type=float, default=10.0, help="seconds between summary/timeline updates")
     return parser
 
@@ -68,7 +71,8 @@ def main(args: argparse.Namespace) -> None:
         stop = threading.Event()
         with stop_on_signals(stop):
             watch_folder(classifier, args.watch, args.out, options, overwrite=args.overwrite, poll_interval=args.poll,
-                         max_frames=args.max_frames, timeout=args.timeout, refresh=args.refresh, stop=stop)
+                         max_frames=args.max_frames, timeout=args.timeout, refresh=args.refresh, stop=stop,
+                         incomplete_timeout=args.incomplete_timeout)
         return
     summary = predict_input(classifier, args.input, args.out, options, overwrite=args.overwrite,
                             progress=not args.no_progress)

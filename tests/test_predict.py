@@ -1,5 +1,6 @@
 """scripts/predict.py, rheed.predict, rheed.frames and rheed.watch: per-frame predictions, transition detection, input kinds, watch mode."""
 import csv
+import io
 import json
 import os
 import signal
@@ -246,6 +247,36 @@ def test_transition_rule():
         assert detect(step, window=1, persist=11, tmp=Path(d))[0] is None  # run ends too early
 
 
+def test_truncated_tiff_stacks_are_reported_and_their_readable_pages_predicted(classifier, run_frames, tmp_path):
+    import tifffile
+    from rheed.frames import inspect_tiff_pages
+    from rheed.predict import PredictOptions, predict_input
+
+    frames = np.stack(run_frames[:10])
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, frames)                          # shaped stack: metadata promises 10 pages
+    assert inspect_tiff_pages(whole) == (10, None)
+    per_page = tmp_path / "per_page.tif"
+    for frame in frames:                                     # one IFD per frame, as camera software writes
+        tifffile.imwrite(per_page, frame, append=True)
+    assert inspect_tiff_pages(per_page) == (10, None)
+
+    cut_shaped, cut_pages = tmp_path / "cut_shaped.tif", tmp_path / "cut_pages.tif"
+    cut_shaped.write_bytes(whole.read_bytes()[:int(whole.stat().st_size * 0.6)])
+    data = per_page.read_bytes()
+    cut_pages.write_bytes(data[:int(len(data) * 0.65)])
+    n_shaped, why_shaped = inspect_tiff_pages(cut_shaped)
+    n_pages, why_pages = inspect_tiff_pages(cut_pages)
+    assert why_shaped == f"truncated multi-page TIFF: {n_shaped} of 10 pages readable"
+    assert why_pages and why_pages.startswith("truncated multi-page TIFF") and 1 <= n_pages < 10
+
+    summary = predict_input(classifier, cut_pages, tmp_path / "out_cut", PredictOptions(), progress=False)
+    assert summary["num_frames"] == n_pages
+    assert [s["reason"] for s in summary["skipped"]] == [f"{why_pages}; the missing pages are not predicted"]
+    rows = read_csv(tmp_path / "out_cut" / "predictions.csv")
+    assert [int(r["frame"]) for r in rows] == list(range(n_pages))
+
+
 def test_watch_picks_up_new_frames(classifier, run_frames, tmp_path):
     from rheed.predict import PredictOptions
     from rheed.watch import watch_folder
@@ -286,6 +317,46 @@ def test_watch_picks_up_new_frames(classifier, run_frames, tmp_path):
     assert [os.path.basename(s["source"]) for s in summary["skipped"]] == ["camera.log"]
     assert sum(line.startswith("frame ") for line in lines) == 15
     assert (out / "timeline.png").is_file()
+
+
+def test_watch_waits_for_slow_writes_and_reports_frames_that_never_decode(classifier, run_frames, tmp_path):
+    from rheed.predict import PredictOptions
+    from rheed.watch import watch_folder
+
+    camera, out = tmp_path / "camera", tmp_path / "live"
+    write_folder(camera, run_frames[:2], names=[f"seq001_{i:06d}.png" for i in range(2)])
+    buffer = io.BytesIO()
+    Image.fromarray(run_frames[2], mode="L").save(buffer, format="PNG")
+    data = buffer.getvalue()
+    slow = camera / "seq001_000002.png"
+    slow.write_bytes(data[:len(data) // 2])              # the camera is still writing this one
+    (camera / "seq001_000003.png").write_bytes(b"\x89PNG broken for good")
+    stop = threading.Event()
+    result = {}
+
+    def watch():
+        result["summary"] = watch_folder(classifier, camera, out, PredictOptions(batch_size=4), poll_interval=0.05,
+                                         stop=stop, echo=lambda line: None, incomplete_timeout=1.0)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    try:
+        time.sleep(0.6)                                  # many polls with the half-written file
+        slow.write_bytes(data)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(result) == 0:
+            rows = read_csv(out / "predictions.csv") if (out / "predictions.csv").exists() else []
+            summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+            if len(rows) == 3 and summary.get("skipped"):
+                break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert sorted(int(r["frame"]) for r in read_csv(out / "predictions.csv")) == [0, 1, 2]
+    skipped = result["summary"]["skipped"]
+    assert [os.path.basename(s["source"]) for s in skipped] == ["seq001_000003.png"]
+    assert "unchanged for 1 s" in skipped[0]["reason"]
 
 
 def test_watch_cli_stops_cleanly_on_sigint(checkpoint, run_frames, tmp_path):
