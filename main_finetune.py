@@ -36,7 +36,7 @@ from rheed.losses import build_criterion, mixup_active
 from utils import NativeScalerWithGradNormCount as NativeScaler
 from utils import str2bool
 
-BEST_METRICS = ('macro_f1', 'accuracy', 'balanced_accuracy', 'roc_auc', 'loss')
+BEST_METRICS = ('macro_f1', 'accuracy', 'balanced_accuracy', 'roc_auc', 'loss', 'last')
 
 
 def get_args_parser():
@@ -182,7 +182,9 @@ def get_args_parser():
                              'validation macro-F1 instead of argmax (default false: on small validation sets it '
                              'did not transfer to new growth runs, see docs/EXPERIMENTS.md)')
     parser.add_argument('--best_metric', default='macro_f1', choices=list(BEST_METRICS),
-                        help='validation metric that selects checkpoint-best.pth (default: macro_f1)')
+                        help='validation metric that selects checkpoint-best.pth (default: macro_f1); last: '
+                             'the final epoch (validation still runs for the log and the calibration; for '
+                             'validation sets of a few growth runs, whose best epoch is mostly noise)')
     parser.add_argument('--auto_resume', type=str2bool, default=True)
     parser.add_argument('--save_ckpt', type=str2bool, default=True)
     parser.add_argument('--overwrite', type=str2bool, default=False,
@@ -268,6 +270,11 @@ def eval_loader(dataset, args):
         sampler = torch.utils.data.SequentialSampler(dataset)
     return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=args.batch_size,
                                        num_workers=args.num_workers, pin_memory=args.pin_mem, drop_last=False)
+
+
+def selection_value(stats: dict, metric: str, epoch: int):
+    """The number --best_metric compares: a validation metric, or the epoch itself for 'last'."""
+    return epoch if metric == 'last' else stats[metric]
 
 
 def is_better(value, best, metric):
@@ -499,7 +506,7 @@ def main(args):
         for suffix, net in validated:
             stats = flat_metrics(evaluate(data_loader_val, net, next(net.parameters()).device, use_amp=args.use_amp,
                                           amp_dtype=args.amp_dtype, class_names=class_names))
-            value = stats[args.best_metric]
+            value = selection_value(stats, args.best_metric, epoch)
             if is_better(value, best['value' + suffix], args.best_metric):
                 best['value' + suffix], best['epoch' + suffix] = value, epoch
                 if save:  # checkpoint-best.pth / checkpoint-best-ema.pth
@@ -507,8 +514,10 @@ def main(args):
                                      optimizer=optimizer, loss_scaler=loss_scaler,
                                      epoch='best' + suffix.replace('_', '-'), model_ema=model_ema,
                                      extra=checkpoint_extra(args, class_names, best))
-            print(f"{'EMA validation' if suffix else 'Validation'} {args.best_metric}: {value}  "
-                  f"(best {best['value' + suffix]} at epoch {best['epoch' + suffix]})")
+            shown = 'macro_f1' if args.best_metric == 'last' else args.best_metric
+            print(f"{'EMA validation' if suffix else 'Validation'} {shown}: {stats[shown]}  "
+                  f"(checkpoint-best{suffix.replace('_', '-')}.pth: epoch {best['epoch' + suffix]}, "
+                  f"{args.best_metric} {best['value' + suffix]})")
             val_stats[suffix] = {f'test_{k}{suffix}': v for k, v in stats.items()}
             if log_writer is not None:
                 log_writer.update(head="perf", step=epoch,

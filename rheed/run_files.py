@@ -93,13 +93,17 @@ def series(log: list[dict], key: str, scale: float = 1.0) -> tuple[list[float], 
 
 def selected_epoch(log: list[dict], test_metrics: dict) -> int | None:
     """The epoch of the checkpoint that was tested: `checkpoint_epoch`, else the epoch with the best
-    validation value of `best_metric` (first one on ties, as a strict-improvement rule saves it)."""
+    validation value of `best_metric` (first one on ties, as a strict-improvement rule saves it), or the
+    final epoch for best_metric 'last'."""
     epoch = test_metrics.get("checkpoint_epoch")
     if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0:
         return epoch
     name = test_metrics.get("best_metric")
     if not name:
         return None
+    if name == "last":
+        epochs, _ = series(log, "epoch")
+        return int(max(epochs)) if epochs else None
     for key in (name, f"test_{name}"):
         epochs, values = series(log, key)
         if values:

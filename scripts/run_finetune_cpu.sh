@@ -15,7 +15,9 @@
 # replaces LR and is scaled by BATCH/256 as upstream's --blr), INPUT_SIZE (128),
 # NB_CLASSES (empty: from the class folders), NUM_WORKERS (2),
 # WARMUP_EPOCHS (1), MIN_EPOCH_SIZE (128: smaller training sets are passed over several times per
-# epoch), EXTRA_ARGS (appended as is), PYTHON (python), DRY_RUN=1 (print only).
+# epoch), BEST_METRIC (last: checkpoint-best.pth is the final epoch - a validation set of a few growth
+# runs picks a noisy epoch; macro_f1 selects on validation as upstream does on accuracy),
+# EXTRA_ARGS (appended as is), PYTHON (python), DRY_RUN=1 (print only).
 # GPUS is ignored.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,6 +38,7 @@ NB_CLASSES="${NB_CLASSES:-}"
 NUM_WORKERS="${NUM_WORKERS:-2}"
 WARMUP_EPOCHS="${WARMUP_EPOCHS:-1}"
 MIN_EPOCH_SIZE="${MIN_EPOCH_SIZE:-128}"
+BEST_METRIC="${BEST_METRIC:-last}"
 EXTRA_ARGS="${EXTRA_ARGS:-}"
 
 check_finetune_file
@@ -47,7 +50,7 @@ cmd=("$PYTHON" main_finetune.py --device cpu
     --input_size "$INPUT_SIZE" "${RHEED_FINETUNE_INPUT[@]}" --min_epoch_size "$MIN_EPOCH_SIZE"
     --weight_decay 0.05 --drop_path 0 --layer_decay 1.0
     --smoothing 0 --mixup 0 --cutmix 0
-    --class_weights auto --best_metric macro_f1
+    --class_weights auto --best_metric "$BEST_METRIC"
     --num_workers "$NUM_WORKERS" --pin_mem false)
 if [ -n "$BLR" ]; then cmd+=(--blr "$BLR"); else cmd+=(--lr "$LR"); fi
 if [ -n "$FINETUNE" ]; then cmd+=(--finetune "$FINETUNE"); fi

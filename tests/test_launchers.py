@@ -109,7 +109,7 @@ def test_finetune_cpu_command_parses():
     assert args.device == "cpu" and args.use_amp is False and args.pin_mem is False
     assert (args.model, args.epochs, args.batch_size, args.input_size, args.finetune) \
         == ("convnextv2_tiny", 7, 8, 96, "")
-    assert args.class_weights == "auto" and args.best_metric == "macro_f1"
+    assert args.class_weights == "auto" and args.best_metric == "last"  # small validation sets: final epoch
     assert args.blr == 3e-4 and args.lr is None  # BLR set: upstream's batch-scaled lr
 
 

@@ -52,6 +52,7 @@ def test_cpu_launcher_defaults_learn_streaks_vs_spots_from_scratch(tmp_path):
           f"ROC-AUC {metrics['roc_auc']:.3f}")
     assert metrics["roc_auc"] >= 0.99
     assert metrics["macro_f1"] >= 0.95
+    assert metrics["best_metric"] == "last" and metrics["checkpoint_epoch"] == 9  # the final epoch is tested
 
 
 def test_frozen_stem_bias_stays_at_its_initial_value(tmp_path):

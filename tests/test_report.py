@@ -129,6 +129,7 @@ def test_best_epoch_from_checkpoint_epoch_or_best_metric():
     log = [{"epoch": e, "test_macro_f1": v} for e, v in enumerate([0.5, 0.8, 0.8, 0.6])]
     assert selected_epoch(log, {"checkpoint_epoch": 3}) == 3
     assert selected_epoch(log, {"best_metric": "macro_f1"}) == 1  # first of equal maxima
+    assert selected_epoch(log, {"best_metric": "last"}) == 3
     assert selected_epoch(log, {}) is None
 
 
