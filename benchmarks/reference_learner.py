@@ -81,7 +81,7 @@ def run(args, seed: int) -> dict:
         probs = torch.cat([model(x).softmax(-1) for x, _ in batches(test_x, test_y, test_tf, 64, False)])
     metrics = compute_metrics(test_y, probs.numpy(), classes)
     return {'seed': seed, 'macro_f1': metrics['macro_f1'], 'accuracy': metrics['accuracy'],
-            'last_loss': float(loss), 'seconds': round(time.time() - start, 1)}
+            'last_loss': loss.item(), 'seconds': round(time.time() - start, 1)}
 
 
 def main():

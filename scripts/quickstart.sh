@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole pipeline on the embedded synthetic data, on the CPU (< 15 min on 2 cores):
-#   virtualenv + CPU dependencies -> synthetic RHEED videos -> split by growth run ->
+#   virtualenv + CPU dependencies -> varied synthetic RHEED videos (many materials, cameras and
+#   chambers) -> split by growth run ->
 #   FCMAE pre-training (atto; reconstructions shown in the report) -> fine-tuning with the CPU
 #   launcher's recipe (class weights auto, best on macro-F1) -> test-split evaluation -> report figures.
 #
@@ -63,7 +64,10 @@ step "2/6 synthetic RHEED videos -> $data"
 if [ -d "$data" ] && [ -n "$(ls -A "$data")" ]; then
     echo "reusing $data"
 else
-    run "$PY" scripts/make_synthetic_rheed.py --out "$data" --scale "$QUICK_SCALE" --sequences "$QUICK_SEQUENCES" --seed 0
+    # --variety --camera_randomize: a model trained on one look does not recognise frames from other
+    # chambers (docs/EXPERIMENTS.md section 10); flat-surface Laue dots, rings and halos are included
+    run "$PY" scripts/make_synthetic_rheed.py --out "$data" --scale "$QUICK_SCALE" --sequences "$QUICK_SEQUENCES" --seed 0 \
+        --variety --camera_randomize --workers "$(( QUICK_WORKERS > 0 ? QUICK_WORKERS : 1 ))"
 fi
 
 step "3/6 split by growth sequence -> $split"
@@ -94,7 +98,12 @@ run env PYTHON="$PY" FINETUNE="$start_from" DATA="$split" OUTPUT="$ft" EPOCHS="$
 step "6/6 report, FCMAE reconstructions and Grad-CAM"
 run "$PY" scripts/make_report.py "$pre"
 run "$PY" scripts/make_report.py "$ft"
-frames=("$(ls "$split"/test/rough/* | head -n 1)" "$(ls "$split"/test/smooth/* | head -n 1)")
+# one late-island (rough) and one layer-growth (smooth) test frame: the textbook pair
+first_of() { ls "$@" 2>/dev/null | head -n 1; }
+last_of() { ls "$@" 2>/dev/null | tail -n 1; }
+rough_frame="$(last_of "$split"/test/rough/island_rough__*)"; rough_frame="${rough_frame:-$(first_of "$split"/test/rough/*)}"
+smooth_frame="$(first_of "$split"/test/smooth/layer_smooth__*)"; smooth_frame="${smooth_frame:-$(first_of "$split"/test/smooth/*)}"
+frames=("$rough_frame" "$smooth_frame")
 run "$PY" scripts/visualize_fcmae.py --checkpoint "$pre_ckpt" --images "${frames[@]}" --out "$pre/report/fcmae_viz"
 run "$PY" scripts/gradcam.py --checkpoint "$ft/checkpoint-best.pth" --images "${frames[@]}" --out "$ft/report/gradcam"
 
