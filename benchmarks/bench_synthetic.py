@@ -4,7 +4,7 @@ Per-frame stages, one process, at `--size` (median of `--repeats` passes over `-
 - render: rheed.synthetic.render_frame (pattern, phosphor blur, shot and read noise), the default look
   and the --variety look (wide ranges; a ring run, the most expensive extra kind);
 - camera: rheed.camera.apply_camera on a rendered frame;
-- png: quantise and PNG-encode to memory.
+- png: quantise and PNG-encode to memory (at the generator's compression level);
 End to end: generate_dataset into a temporary folder with 1 and `--workers` processes (`--scale`).
 Run it on a quiet machine: another busy process changes the numbers a lot.
 
@@ -58,7 +58,7 @@ def main() -> None:
     cam = random_camera(np.random.default_rng(1))
 
     def encode(_):
-        Image.fromarray(S.quantize(frame)).save(io.BytesIO(), format="PNG")
+        Image.fromarray(S.quantize(frame)).save(io.BytesIO(), format="PNG", compress_level=S.PNG_COMPRESS_LEVEL)
 
     rows = [
         ("render, default look", per_second(lambda i: S.render_frame(plain, i / args.frames, rng, t=i),
