@@ -23,6 +23,7 @@ from timm.utils import ModelEma
 
 import datasets
 import models.convnextv2 as convnextv2
+from models import baselines
 import utils
 from datasets import build_dataset, default_test_path
 from engine_finetune import evaluate, flat_metrics, train_one_epoch
@@ -47,7 +48,8 @@ def get_args_parser():
 
     # Model parameters
     parser.add_argument('--model', default='convnextv2_base', type=str, metavar='MODEL',
-                        help=f'Name of model to train: {", ".join(convnextv2.MODEL_NAMES)}')
+                        help=f'Name of model to train: {", ".join(convnextv2.MODEL_NAMES)}; torchvision '
+                             f'baselines: {", ".join(baselines.BASELINE_NAMES)}')
     parser.add_argument('--input_size', default=224, type=int, help='image input size')
     parser.add_argument('--drop_path', type=float, default=0., metavar='PCT', help='Drop path rate (default: 0.0)')
     parser.add_argument('--layer_decay_type', type=str, choices=['single', 'group'], default='single',
@@ -228,8 +230,12 @@ def get_args_parser():
 
 def check_args(args):
     """Cheap checks that need no data, so mistakes fail before anything is read or written."""
-    if args.model not in convnextv2.MODEL_NAMES:
-        raise UserError(f"unknown --model {args.model}; choose from {', '.join(convnextv2.MODEL_NAMES)}")
+    if args.model not in convnextv2.MODEL_NAMES + baselines.BASELINE_NAMES:
+        raise UserError(f"unknown --model {args.model}; choose from "
+                        f"{', '.join(convnextv2.MODEL_NAMES + baselines.BASELINE_NAMES)}")
+    if args.model in baselines.BASELINE_NAMES and args.layer_decay != 1.0:
+        raise UserError(f"--layer_decay {args.layer_decay} is defined for ConvNeXt-V2 stages only; use "
+                        f"--layer_decay 1.0 with the torchvision baseline {args.model}")
     device = torch.device(args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise UserError("--device cuda, but no CUDA GPU is available; use --device cpu")
@@ -367,11 +373,17 @@ def main(args):
                          prob=args.mixup_prob, switch_prob=args.mixup_switch_prob, mode=args.mixup_mode,
                          label_smoothing=args.smoothing, num_classes=args.nb_classes)
 
-    model = convnextv2.__dict__[args.model](num_classes=args.nb_classes, drop_path_rate=args.drop_path,
-                                            head_init_scale=args.head_init_scale)
+    if args.model in baselines.BASELINE_NAMES:
+        model = baselines.build_baseline(args.model, num_classes=args.nb_classes, drop_path_rate=args.drop_path,
+                                         head_init_scale=args.head_init_scale)
+    else:
+        model = convnextv2.__dict__[args.model](num_classes=args.nb_classes, drop_path_rate=args.drop_path,
+                                                head_init_scale=args.head_init_scale)
 
     if args.finetune:
         checkpoint = utils.load_checkpoint(args.finetune)
+        if args.model in baselines.BASELINE_NAMES:  # torchvision's ImageNet state dicts use their own names
+            checkpoint = baselines.from_torchvision_keys(checkpoint)
         print(f"Load pre-trained checkpoint from: {args.finetune}")
         report = load_pretrained_weights(model, checkpoint, model_prefix=args.model_prefix)
         print(f"Weights not loaded from the checkpoint: {report['missing']}")
@@ -382,7 +394,7 @@ def main(args):
         trunc_normal_(model.head.weight, std=2e-5)
         torch.nn.init.constant_(model.head.bias, 0.)
 
-    if not args.train_stem_bias:
+    if not args.train_stem_bias and hasattr(model, 'downsample_layers'):  # ConvNeXt-V2's stem; baselines have none
         model.downsample_layers[0][0].bias.requires_grad_(False)
     model.to(device)
     if args.channels_last:  # NHWC convolutions (tensor cores); the weights and the checkpoint stay the same

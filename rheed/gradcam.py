@@ -122,9 +122,10 @@ def plot_gradcam(frames: np.ndarray, maps: np.ndarray, classes: np.ndarray, prob
 
 
 def run_gradcam(checkpoint: str | Path, images: Sequence[str | Path], out_dir: str | Path,
-                layer: str = DEFAULT_LAYER, use_ema: bool = False, device: str = "cpu", lang: str = "en",
+                layer: str | None = None, use_ema: bool = False, device: str = "cpu", lang: str = "en",
                 dpi: int = 300) -> list[Path]:
-    """Writes gradcam.{png,pdf}, gradcam.csv (predictions) and gradcam.npz (the maps); returns the files."""
+    """Writes gradcam.{png,pdf}, gradcam.csv (predictions) and gradcam.npz (the maps); returns the files.
+    `layer` None: the model's last feature map (DEFAULT_LAYER, or a baseline's `gradcam_layer`)."""
     from rheed.inference import load_classifier
 
     if not images:
@@ -133,6 +134,7 @@ def run_gradcam(checkpoint: str | Path, images: Sequence[str | Path], out_dir: s
     if missing:
         raise UserError(f"image(s) not found: {', '.join(missing)}")
     classifier = load_classifier(checkpoint, device=device, use_ema=use_ema)
+    layer = layer or getattr(classifier.model, "gradcam_layer", DEFAULT_LAYER)
     x = classifier.preprocess([classifier.loader(str(p)) for p in images]).to(classifier.device)
     maps, classes, probs = class_maps(classifier.model, x, layer, top=min(2, len(classifier.class_names)))
     frames = displayable(x.cpu(), classifier.transform)

@@ -105,7 +105,7 @@ def load_classifier(checkpoint_path: str | Path, device: str = "cpu", use_ema: b
     """Builds the model named in the checkpoint, loads its weights and the evaluation transform."""
     import timm_compat  # noqa: F401  (datasets imports timm)
     import datasets
-    from models import convnextv2
+    from models import baselines, convnextv2
     from rheed import imageio
 
     path = Path(checkpoint_path)
@@ -126,16 +126,21 @@ def load_classifier(checkpoint_path: str | Path, device: str = "cpu", use_ema: b
         raise UserError(f"{path} has no classifier head ('head.weight'); is it a fine-tuned checkpoint?")
 
     name = args.get("model")
-    if name not in convnextv2.MODEL_NAMES:
-        raise UserError(f"{path} names model {name!r}, which is not one of {', '.join(convnextv2.MODEL_NAMES)}")
-    num_classes, in_chans = state_dict["head.weight"].shape[0], state_dict["downsample_layers.0.0.weight"].shape[1]
+    known = convnextv2.MODEL_NAMES + baselines.BASELINE_NAMES
+    if name not in known:
+        raise UserError(f"{path} names model {name!r}, which is not one of {', '.join(known)}")
+    num_classes = state_dict["head.weight"].shape[0]
     args["nb_classes"] = num_classes
     class_names = _class_names(ckpt, num_classes, path)
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda was given but no CUDA device is available; use --device cpu")
     torch_device = torch.device(device)
-    model = convnextv2.__dict__[name](num_classes=num_classes, in_chans=in_chans)
+    if name in baselines.BASELINE_NAMES:
+        model = baselines.build_baseline(name, num_classes=num_classes)
+    else:
+        in_chans = state_dict["downsample_layers.0.0.weight"].shape[1]
+        model = convnextv2.__dict__[name](num_classes=num_classes, in_chans=in_chans)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as e:

@@ -13,8 +13,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", required=True, help="checkpoint-best.pth (or any) written by main_finetune.py")
     parser.add_argument("--images", nargs="+", required=True, help="frames to explain (one figure row each)")
-    parser.add_argument("--layer", default=DEFAULT_LAYER,
-                        help="layer whose feature map is weighted (default: stages.3, the last stage)")
+    parser.add_argument("--layer", default=None,
+                        help=f"layer whose feature map is weighted (default: the last stage, {DEFAULT_LAYER} for "
+                             f"ConvNeXt-V2, body.layer4 or body.features for the torchvision baselines)")
     parser.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights (model_ema)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     add_figure_options(parser, Path("gradcam"), "output folder")
