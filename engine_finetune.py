@@ -13,6 +13,7 @@ from timm.utils import ModelEma
 import utils
 from rheed.errors import UserError
 from rheed.metrics import compute_metrics, gather_predictions
+from rheed.tta import flip_averaged_logits
 
 
 def train_one_epoch(model: torch.nn.Module, criterion: torch.nn.Module, data_loader: Iterable,
@@ -92,13 +93,15 @@ def train_one_epoch(model: torch.nn.Module, criterion: torch.nn.Module, data_loa
 
 
 @torch.no_grad()
-def evaluate(data_loader, model, device, use_amp=False, amp_dtype='float16', class_names: Sequence[str] = None):
+def evaluate(data_loader, model, device, use_amp=False, amp_dtype='float16', class_names: Sequence[str] = None,
+             tta_flip: bool = False):
     """Loss, top-1 (and top-5 with more than 5 classes) and rheed.metrics over the whole dataset.
 
     Predictions of all processes are gathered and the sampler's padded duplicates dropped (by dataset
     index), so each sample counts once. The loss is the plain (unweighted) cross-entropy averaged over
     samples. Returns a dict with `loss`, `acc1`, `acc5` (percent), `metrics` (compute_metrics) and the
-    per-sample arrays `indices`, `labels`, `probs` (sorted by dataset index).
+    per-sample arrays `indices`, `labels`, `probs` (sorted by dataset index). `tta_flip`: logits averaged
+    over the four flips of each image (rheed.tta).
     """
     model.eval()
     use_amp = use_amp and device.type == 'cuda'
@@ -109,11 +112,12 @@ def evaluate(data_loader, model, device, use_amp=False, amp_dtype='float16', cla
     for batch in metric_logger.log_every(data_loader, 10, 'Test:'):
         images = batch[0].to(device, non_blocking=True)
         target = batch[-1].to(device, non_blocking=True)
-        with utils.amp_autocast(device, enabled=use_amp, dtype=amp_dtype):
-            output = model(images)
-        if isinstance(output, dict):
-            output = output['logits']
-        output = output.float()
+        def logits(x):
+            with utils.amp_autocast(device, enabled=use_amp, dtype=amp_dtype):
+                out = model(x)
+            return out['logits'] if isinstance(out, dict) else out
+
+        output = flip_averaged_logits(logits, images) if tta_flip else logits(images).float()
         losses.append(F.cross_entropy(output, target, reduction='none').cpu())
         probs.append(output.softmax(dim=-1).cpu())
         labels.append(target.cpu())

@@ -176,6 +176,12 @@ def get_args_parser():
                              '(effective number of samples, mean 1) or a comma-separated list, one per class')
     parser.add_argument('--class_weights_beta', default=0.999, type=float,
                         help='beta of --class_weights effective (default: 0.999)')
+    parser.add_argument('--focal_gamma', default=0.0, type=float,
+                        help='> 0: focal loss (1 - p_t)^gamma * CE, with the class weights and smoothing above '
+                             '(Lin et al. 2017; gamma 2 is usual); 0: cross-entropy as upstream')
+    parser.add_argument('--tta_flip', type=str2bool, default=False,
+                        help='evaluate (validation, test, and predict.py with this checkpoint) on the average '
+                             'logits of the four left-right/up-down flips of each frame')
     parser.add_argument('--calibrate', type=str2bool, default=True,
                         help='after training, fit a softmax temperature on the validation set; it is stored in '
                              'checkpoint-best.pth and used for the test metrics and by scripts/predict.py')
@@ -296,7 +302,7 @@ def report_checkpoint(args, model, device, class_names, loaders, checkpoint, che
     """Evaluates `model` on val and test, calibrates on val (unless `fitted` is given or --calibrate false)
     and writes the reports (main process). Returns the calibration used."""
     raw = {split: (evaluate(loader, model, device, use_amp=args.use_amp, amp_dtype=args.amp_dtype,
-                            class_names=class_names), loader.dataset)
+                            class_names=class_names, tta_flip=args.tta_flip), loader.dataset)
            for split, (loader, _) in loaders.items() if loader is not None}
     info = dict(data_path=os.path.abspath(loaders['test'][1]) if 'test' in raw else None,
                 checkpoint=str(checkpoint), checkpoint_epoch=checkpoint_epoch, best_metric=args.best_metric,
@@ -517,7 +523,8 @@ def main(args):
                 validated.append(('_ema', model_ema.ema))
         for suffix, net in validated:
             stats = flat_metrics(evaluate(data_loader_val, net, next(net.parameters()).device, use_amp=args.use_amp,
-                                          amp_dtype=args.amp_dtype, class_names=class_names))
+                                          amp_dtype=args.amp_dtype, class_names=class_names,
+                                          tta_flip=args.tta_flip))
             value = selection_value(stats, args.best_metric, epoch)
             if is_better(value, best['value' + suffix], args.best_metric):
                 best['value' + suffix], best['epoch' + suffix] = value, epoch

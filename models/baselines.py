@@ -47,8 +47,12 @@ class TorchvisionClassifier(nn.Module):
             self.head.weight.mul_(head_init_scale)
             self.head.bias.mul_(head_init_scale)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features the head reads (as ConvNeXtV2.forward_features)."""
+        return self.body(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        return self.head(self.forward_features(x))
 
 
 def build_baseline(name: str, num_classes: int = 1000, drop_path_rate: float = 0.0,

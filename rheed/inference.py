@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from rheed.errors import UserError
+from rheed.tta import flip_averaged_logits
 
 # Keys that only an FCMAE pre-training state_dict has.
 PRETRAIN_KEY_PREFIXES = ("encoder.", "decoder.", "mask_token", "proj.", "pred.")
@@ -49,10 +50,16 @@ class Classifier:
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return torch.stack([self.transform(img) for img in images])
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's logits, averaged over flips when the checkpoint was evaluated that way (--tta_flip)."""
+        if self.args.get("tta_flip"):
+            return flip_averaged_logits(self.model, x)
+        return self.model(x).float()
+
     @torch.inference_mode()
     def predict_tensor(self, x: torch.Tensor) -> np.ndarray:
-        logits = self.model(x.to(self.device))
-        return torch.softmax(logits.float() / self.temperature, dim=1).cpu().numpy()
+        logits = self.logits(x.to(self.device))
+        return torch.softmax(logits / self.temperature, dim=1).cpu().numpy()
 
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Class probabilities, shape (len(images), num_classes)."""
@@ -63,8 +70,10 @@ class Classifier:
     @torch.inference_mode()
     def probs_and_features(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and the pooled, normalised features the head reads (forward_features)."""
-        features = self.model.forward_features(self.preprocess(images).to(self.device))
-        probs = torch.softmax(self.model.head(features).float() / self.temperature, dim=1)
+        x = self.preprocess(images).to(self.device)
+        features = self.model.forward_features(x)
+        logits = self.logits(x) if self.args.get("tta_flip") else self.model.head(features).float()
+        probs = torch.softmax(logits / self.temperature, dim=1)
         return probs.cpu().numpy(), features.float().cpu().numpy()
 
     def predict_paths(self, paths: Sequence[str]) -> np.ndarray:

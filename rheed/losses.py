@@ -1,4 +1,4 @@
-"""Fine-tuning criteria: upstream's choice of loss plus optional per-class weights.
+"""Fine-tuning criteria: upstream's choice of loss plus optional per-class weights and focal loss.
 
 Weighted loss (any target kind: hard labels, label smoothing, Mixup/CutMix soft targets):
 
@@ -55,6 +55,28 @@ class WeightedSoftTargetCrossEntropy(nn.Module):
         return -(soft * log_probs).sum() / soft.sum()
 
 
+class FocalLoss(WeightedSoftTargetCrossEntropy):
+    """Focal loss with the same targets, class weights and normalisation as WeightedSoftTargetCrossEntropy:
+
+        loss_i = - sum_c w_c * y_ic * (1 - p_ic) ** gamma * log p_ic,  loss = sum_i loss_i / sum_i sum_c w_c y_ic
+
+    gamma = 0 is exactly the weighted cross-entropy. Well-classified frames (p near 1) contribute little, so
+    training concentrates on the hard ones (Lin et al. 2017).
+    """
+
+    def __init__(self, gamma: float, weight: torch.Tensor | None = None, smoothing: float = 0.0):
+        super().__init__(weight, smoothing)
+        self.gamma = float(gamma)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_probs = F.log_softmax(logits, dim=-1)
+        focus = (1.0 - log_probs.exp()).clamp(min=0.0) ** self.gamma
+        soft = self.soft_targets(target, logits.shape[-1]).to(log_probs.dtype)
+        if self.weight is not None:
+            soft = soft * self.weight.to(log_probs.dtype)
+        return -(soft * focus * log_probs).sum() / soft.sum()
+
+
 def compute_class_weights(mode: str, class_counts: Sequence[int], beta: float = 0.999) -> torch.Tensor | None:
     """Per-class loss weights from `--class_weights`.
 
@@ -102,6 +124,11 @@ def build_criterion(args: argparse.Namespace, class_counts: Sequence[int]) -> nn
     """
     weight = compute_class_weights(getattr(args, "class_weights", "none"), class_counts,
                                    getattr(args, "class_weights_beta", 0.999))
+    gamma = getattr(args, "focal_gamma", 0.0)
+    if gamma < 0:
+        raise UserError(f"--focal_gamma must be >= 0, got {gamma}")
+    if gamma > 0:  # soft (Mixup) or smoothed targets are handled like the weighted cross-entropy's
+        return FocalLoss(gamma, weight, smoothing=0.0 if mixup_active(args) else args.smoothing)
     if mixup_active(args):
         # Mixup already builds smoothed soft targets, so the criterion itself must not smooth again.
         return SoftTargetCrossEntropy() if weight is None else WeightedSoftTargetCrossEntropy(weight)

@@ -38,11 +38,13 @@ def test_resnet18_finetunes_from_torchvision_weights_predicts_and_explains(tiny_
                     "--data_path", tiny_split, "--input_size", "64", "--epochs", "1", "--batch_size", "4",
                     "--lr", "1e-3", "--warmup_epochs", "0", "--num_workers", "0", "--pin_mem", "false",
                     "--aug_mode", "rheed", "--subtract_background", "true", "--train_stem_bias", "false",
-                    "--head_init_scale", "1.0", "--finetune", weights, "--output_dir", out], timeout=600)
+                    "--head_init_scale", "1.0", "--finetune", weights, "--output_dir", out,
+                    "--focal_gamma", "2", "--tta_flip", "true"], timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Weights not loaded from the checkpoint: ['head.weight', 'head.bias']" in proc.stdout
     trained = torch.load(out / "checkpoint-best.pth", weights_only=True)
     assert trained["args"]["model"] == "resnet18" and "body.layer4.1.conv2.weight" in trained["model"]
+    assert trained["args"]["tta_flip"] is True and "FocalLoss" in proc.stdout  # criterion = FocalLoss(...)
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert metrics["model"] == "resnet18" and metrics["class_names"] == ["rough", "smooth"]
 

@@ -105,3 +105,32 @@ def test_bad_explicit_weights(spec):
 def test_auto_weights_need_every_class():
     with pytest.raises(UserError, match="no training images"):
         compute_class_weights("auto", [4, 0])
+
+
+def test_focal_loss_hand_computed_and_reduces_to_cross_entropy():
+    from rheed.losses import FocalLoss
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.5, 0.4]])
+    target = torch.tensor([0, 1, 1])
+    w = torch.tensor([1.0, 3.0])
+    assert FocalLoss(0.0, w)(logits, target).item() == pytest.approx(
+        nn.CrossEntropyLoss(weight=w)(logits, target).item(), rel=1e-6)
+    p = torch.softmax(logits, dim=1)[torch.arange(3), target]
+    wt = w[target]
+    expected = (-(wt * (1 - p) ** 2 * p.log()).sum() / wt.sum()).item()
+    assert FocalLoss(2.0, w)(logits, target).item() == pytest.approx(expected, rel=1e-6)
+    # an easy frame (p = 0.88) is down-weighted far more than a hard one (p = 0.48)
+    easy, hard = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, -0.1]])
+    y = torch.tensor([0])
+    ratio_easy = FocalLoss(2.0)(easy, y) / nn.CrossEntropyLoss()(easy, y)
+    ratio_hard = FocalLoss(2.0)(hard, y) / nn.CrossEntropyLoss()(hard, y)
+    assert ratio_easy < 0.05 < 0.2 < ratio_hard
+
+
+def test_build_criterion_focal():
+    from rheed.losses import FocalLoss
+    crit = build_criterion(make_args(focal_gamma=2.0, class_weights="auto", smoothing=0.1), [10, 30])
+    assert isinstance(crit, FocalLoss) and crit.gamma == 2.0 and crit.smoothing == pytest.approx(0.1)
+    assert torch.allclose(crit.weight, torch.tensor([1.5, 0.5]))
+    assert build_criterion(make_args(focal_gamma=1.0, mixup=0.8), [10, 30]).smoothing == 0.0
+    with pytest.raises(UserError, match="focal_gamma"):
+        build_criterion(make_args(focal_gamma=-1.0), [10, 30])
