@@ -31,9 +31,10 @@ from models.utils import load_pretrained_weights
 from optim_factory import LayerDecayValueAssigner, create_optimizer
 from rheed import finetune_report
 from rheed import runs
-from rheed.errors import UserError
+from rheed.errors import UserError, warn
 from rheed.imageio import SCALING_MODES
 from rheed.losses import build_criterion, mixup_active
+from rheed.sampling import BalancedSampler
 from utils import NativeScalerWithGradNormCount as NativeScaler
 from utils import str2bool
 
@@ -179,6 +180,9 @@ def get_args_parser():
     parser.add_argument('--focal_gamma', default=0.0, type=float,
                         help='> 0: focal loss (1 - p_t)^gamma * CE, with the class weights and smoothing above '
                              '(Lin et al. 2017; gamma 2 is usual); 0: cross-entropy as upstream')
+    parser.add_argument('--balanced_sampler', type=str2bool, default=False,
+                        help='draw training frames with replacement, each class equally often on average '
+                             '(rheed/sampling.py); default: shuffle every frame once per epoch as upstream')
     parser.add_argument('--tta_flip', type=str2bool, default=False,
                         help='evaluate (validation, test, and predict.py with this checkpoint) on the average '
                              'logits of the four left-right/up-down flips of each frame')
@@ -360,7 +364,14 @@ def main(args):
         epoch_set = torch.utils.data.ConcatDataset([dataset_train] * repeats)
         print(f"Each epoch passes {repeats} times over the {len(dataset_train)} training images (--min_epoch_size "
               f"{args.min_epoch_size})")
-    sampler_train = utils.build_train_sampler(epoch_set, args)
+    if args.balanced_sampler:
+        repeats = len(epoch_set) // len(dataset_train)
+        sampler_train = BalancedSampler(list(dataset_train.targets) * repeats, num_replicas=utils.get_world_size(),
+                                        rank=utils.get_rank(), seed=args.seed)
+        if args.class_weights != 'none':
+            warn("--balanced_sampler and --class_weights both correct the class imbalance; usually one is enough")
+    else:
+        sampler_train = utils.build_train_sampler(epoch_set, args)
     print("Sampler_train = %s" % str(sampler_train))
     args.pin_mem = args.pin_mem and device.type == 'cuda'
     data_loader_train = torch.utils.data.DataLoader(
