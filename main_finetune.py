@@ -358,16 +358,15 @@ def main(args):
 
     num_tasks = utils.get_world_size()
     global_rank = utils.get_rank()
-    epoch_set = dataset_train  # what one epoch draws from
+    epoch_set, repeats = dataset_train, 1  # what one epoch draws from
     if len(dataset_train) < args.min_epoch_size:
         repeats = -(-args.min_epoch_size // len(dataset_train))
         epoch_set = torch.utils.data.ConcatDataset([dataset_train] * repeats)
         print(f"Each epoch passes {repeats} times over the {len(dataset_train)} training images (--min_epoch_size "
               f"{args.min_epoch_size})")
     if args.balanced_sampler:
-        repeats = len(epoch_set) // len(dataset_train)
-        sampler_train = BalancedSampler(list(dataset_train.targets) * repeats, num_replicas=utils.get_world_size(),
-                                        rank=utils.get_rank(), seed=args.seed)
+        sampler_train = BalancedSampler(list(dataset_train.targets) * repeats, num_replicas=num_tasks,
+                                        rank=global_rank, seed=args.seed)
         if args.class_weights != 'none':
             warn("--balanced_sampler and --class_weights both correct the class imbalance; usually one is enough")
     else:

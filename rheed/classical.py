@@ -66,8 +66,8 @@ def make_classifier(seed: int = 0):
                                                               random_state=seed))
 
 
-def split_features(root, split: str, loader) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """(features, labels, paths, class names) of root/<split>/<class>/ frames."""
+def split_features(root, split: str, loader):
+    """(features, the ImageFolder of root/<split>/<class>/ frames: samples, targets, classes)."""
     from torchvision.datasets import ImageFolder
     from rheed.errors import UserError
     folder = f"{root}/{split}"
@@ -76,7 +76,7 @@ def split_features(root, split: str, loader) -> tuple[np.ndarray, np.ndarray, li
     except (FileNotFoundError, OSError) as e:
         raise UserError(f"no {split} frames in {root}: {e}") from e
     features = np.stack([frame_features(dataset.loader(path)) for path, _ in dataset.samples])
-    return features, np.asarray(dataset.targets), [p for p, _ in dataset.samples], list(dataset.classes)
+    return features, dataset
 
 
 def run_classical_baseline(data_path: str, output_dir: str, bit_scaling: str = 'percentile', seed: int = 0,
@@ -97,10 +97,11 @@ def run_classical_baseline(data_path: str, output_dir: str, bit_scaling: str = '
     identity = runs.run_identity('classical_baseline', 'logistic_regression', data_path)
     runs.check_ownership(output_dir, identity, overwrite)
     loader = make_loader(bit_scaling)
-    x_train, y_train, _, classes = split_features(data_path, 'train', loader)
-    x_test, y_test, test_paths, test_classes = split_features(data_path, 'test', loader)
-    if test_classes != classes:
-        raise UserError(f"train classes {classes} and test classes {test_classes} differ")
+    x_train, train_set = split_features(data_path, 'train', loader)
+    x_test, test_set = split_features(data_path, 'test', loader)
+    classes, y_train, y_test = list(train_set.classes), np.asarray(train_set.targets), np.asarray(test_set.targets)
+    if list(test_set.classes) != classes:
+        raise UserError(f"train classes {classes} and test classes {list(test_set.classes)} differ")
     if len(set(y_train.tolist())) < 2:
         raise UserError(f"the training frames in {data_path}/train hold a single class")
     model = make_classifier(seed).fit(x_train, y_train)
@@ -115,14 +116,11 @@ def run_classical_baseline(data_path: str, output_dir: str, bit_scaling: str = '
     runs.record_owner(output_dir, identity)
     write_json_atomic(os.path.join(output_dir, 'test_metrics.json'), metrics)
 
-    class Samples:  # the shape write_predictions reads
-        samples = [(p, 0) for p in test_paths]
-
-    stats = {'indices': range(len(test_paths)), 'labels': y_test, 'preds': probs.argmax(axis=1), 'probs': probs}
-    write_predictions(os.path.join(output_dir, 'predictions_test.csv'), Samples, stats, classes)
+    stats = {'indices': range(len(test_set)), 'labels': y_test, 'preds': probs.argmax(axis=1), 'probs': probs}
+    write_predictions(os.path.join(output_dir, 'predictions_test.csv'), test_set, stats, classes)
     with open(os.path.join(output_dir, 'features_test.csv'), 'w', newline='') as f:
         writer = csv.writer(f)
         writer.writerow(['path', 'label'] + list(FEATURE_NAMES))
-        for path, label, row in zip(test_paths, y_test, x_test):
+        for (path, label), row in zip(test_set.samples, x_test):
             writer.writerow([path, classes[int(label)]] + [f'{v:.6f}' for v in row])
     return metrics
