@@ -32,9 +32,9 @@ from optim_factory import LayerDecayValueAssigner, create_optimizer
 from rheed import finetune_report
 from rheed import runs
 from rheed.errors import UserError, warn
-from rheed.imageio import SCALING_MODES
 from rheed.losses import build_criterion, mixup_active
 from rheed.sampling import BalancedSampler
+from rheed import train_args
 from utils import NativeScalerWithGradNormCount as NativeScaler
 from utils import str2bool
 
@@ -43,99 +43,111 @@ BEST_METRICS = ('macro_f1', 'accuracy', 'balanced_accuracy', 'roc_auc', 'loss', 
 
 def get_args_parser():
     parser = argparse.ArgumentParser('FCMAE fine-tuning', add_help=False)
-    parser.add_argument('--batch_size', default=64, type=int, help='Per GPU batch size')
+    parser.add_argument('--batch_size', default=64, type=int, help='images per GPU (per process) in one step')
     parser.add_argument('--epochs', default=100, type=int)
-    parser.add_argument('--update_freq', default=1, type=int, help='gradient accumulation steps')
+    parser.add_argument('--update_freq', default=1, type=int,
+                        help='steps whose gradients are summed before one optimizer update')
 
-    # Model parameters
+    # network
     parser.add_argument('--model', default='convnextv2_base', type=str, metavar='MODEL',
-                        help=f'Name of model to train: {", ".join(convnextv2.MODEL_NAMES)}; torchvision '
+                        help=f'network: {", ".join(convnextv2.MODEL_NAMES)}; torchvision '
                              f'baselines: {", ".join(baselines.BASELINE_NAMES)}')
-    parser.add_argument('--input_size', default=224, type=int, help='image input size')
-    parser.add_argument('--drop_path', type=float, default=0., metavar='PCT', help='Drop path rate (default: 0.0)')
+    parser.add_argument('--input_size', default=224, type=int, help='side of the square network input in pixels')
+    parser.add_argument('--drop_path', type=float, default=0., metavar='PCT',
+                        help='stochastic depth: largest drop probability of a residual block (default: 0)')
     parser.add_argument('--layer_decay_type', type=str, choices=['single', 'group'], default='single',
                         help='"single" = layer id per block, "group" = 12 groups as in upstream')
 
-    # EMA related parameters
+    # exponential moving average of the weights
     parser.add_argument('--model_ema', type=str2bool, default=False)
-    parser.add_argument('--model_ema_decay', type=float, default=0.9999, help='')
-    parser.add_argument('--model_ema_force_cpu', type=str2bool, default=False, help='')
-    parser.add_argument('--model_ema_eval', type=str2bool, default=False, help='Using ema to eval during training.')
+    parser.add_argument('--model_ema_decay', type=float, default=0.9999,
+                        help='decay of the exponential moving average of the weights')
+    parser.add_argument('--model_ema_force_cpu', type=str2bool, default=False, help='keep the EMA copy on the CPU')
+    parser.add_argument('--model_ema_eval', type=str2bool, default=False,
+                        help='also validate the EMA weights each epoch')
 
-    # Optimization parameters
+    # optimizer and schedule
     parser.add_argument('--clip_grad', type=float, default=None, metavar='NORM',
-                        help='Clip gradient norm (default: None, no clipping); works with and without AMP')
-    parser.add_argument('--weight_decay', type=float, default=0.05, help='weight decay (default: 0.05)')
-    parser.add_argument('--lr', type=float, default=None, metavar='LR', help='learning rate (absolute lr)')
+                        help='largest gradient norm before the step (default: no clipping); with and without AMP')
+    parser.add_argument('--weight_decay', type=float, default=0.05, help='AdamW weight decay (default: 0.05)')
+    parser.add_argument('--lr', type=float, default=None, metavar='LR',
+                        help='absolute peak learning rate; overrides --blr')
     parser.add_argument('--blr', type=float, default=5e-4, metavar='LR',
-                        help='base learning rate: absolute_lr = base_lr * total_batch_size / 256')
+                        help='lr per 256 images: the peak lr is blr * batch_size * update_freq * GPUs / 256')
     parser.add_argument('--layer_decay', type=float, default=1.0)
     parser.add_argument('--min_lr', type=float, default=1e-6, metavar='LR',
-                        help='lower lr bound for cyclic schedulers that hit 0 (1e-6)')
-    parser.add_argument('--warmup_epochs', type=int, default=20, metavar='N', help='epochs to warmup LR')
+                        help='floor of the cosine schedule (default: 1e-6)')
+    parser.add_argument('--warmup_epochs', type=int, default=20, metavar='N',
+                        help='epochs of linear learning-rate warm-up')
     parser.add_argument('--warmup_steps', type=int, default=-1, metavar='N',
                         help='optimizer steps of linear lr warm-up; when > 0 it replaces --warmup_epochs (small data '
                              'sets have few steps per epoch, so a warm-up in epochs can be too short or too long)')
-    parser.add_argument('--opt', default='adamw', type=str, metavar='OPTIMIZER', help='Optimizer (default: "adamw"')
+    parser.add_argument('--opt', default='adamw', type=str, metavar='OPTIMIZER',
+                        help='optimizer name understood by timm (default: adamw)')
     parser.add_argument('--opt_eps', default=1e-8, type=float, metavar='EPSILON',
-                        help='Optimizer Epsilon (default: 1e-8)')
+                        help='epsilon of the Adam-type optimizers (default: 1e-8)')
     parser.add_argument('--opt_betas', default=None, type=float, nargs='+', metavar='BETA',
-                        help='Optimizer Betas (default: None, use opt default)')
-    parser.add_argument('--momentum', type=float, default=0.9, metavar='M', help='SGD momentum (default: 0.9)')
+                        help='beta coefficients of the optimizer (default: its own)')
+    parser.add_argument('--momentum', type=float, default=0.9, metavar='M',
+                        help='momentum when --opt is sgd or momentum (default: 0.9)')
     parser.add_argument('--weight_decay_end', type=float, default=None,
-                        help='Final value of the weight decay (unused, as upstream: weight decay is constant)')
+                        help='accepted and ignored, as upstream: the weight decay stays constant')
 
-    # Augmentation parameters
+    # training augmentation (timm, --aug_mode upstream)
     parser.add_argument('--color_jitter', type=float, default=None, metavar='PCT',
-                        help='Color jitter factor (enabled only when not using Auto/RandAug)')
+                        help='colour jitter strength; only used when --aa is empty')
     parser.add_argument('--aa', type=str, default='rand-m9-mstd0.5-inc1', metavar='NAME',
-                        help='Use AutoAugment policy. "v0" or "original". " + "(default: rand-m9-mstd0.5-inc1)')
-    parser.add_argument('--smoothing', type=float, default=0.1, help='Label smoothing (default: 0.1)')
+                        help='timm auto-augment policy string, empty for none (default: rand-m9-mstd0.5-inc1)')
+    parser.add_argument('--smoothing', type=float, default=0.1,
+                        help='label-smoothing factor of the loss (default: 0.1)')
     parser.add_argument('--train_interpolation', type=str, default='bicubic',
-                        help='Training interpolation (random, bilinear, bicubic default: "bicubic")')
+                        help='resampling filter of training crops: random, bilinear or bicubic (default: bicubic)')
 
-    # Random Erase params
-    parser.add_argument('--reprob', type=float, default=0.25, metavar='PCT', help='Random erase prob (default: 0.25)')
-    parser.add_argument('--remode', type=str, default='pixel', help='Random erase mode (default: "pixel")')
-    parser.add_argument('--recount', type=int, default=1, help='Random erase count (default: 1)')
+    # random erasing
+    parser.add_argument('--reprob', type=float, default=0.25, metavar='PCT',
+                        help='probability of random erasing per image (default: 0.25)')
+    parser.add_argument('--remode', type=str, default='pixel',
+                        help='fill of erased boxes: const, rand or pixel (default: pixel)')
+    parser.add_argument('--recount', type=int, default=1, help='boxes erased per image (default: 1)')
     parser.add_argument('--resplit', type=str2bool, default=False,
-                        help='Do not random erase first (clean) augmentation split (unused, as upstream)')
+                        help='accepted and ignored, as upstream')
 
-    # Mixup params
-    parser.add_argument('--mixup', type=float, default=0, help='mixup alpha, mixup enabled if > 0.')
-    parser.add_argument('--cutmix', type=float, default=0, help='cutmix alpha, cutmix enabled if > 0.')
+    # mixup / cutmix
+    parser.add_argument('--mixup', type=float, default=0, help='beta-distribution alpha of mixup; 0 turns mixup off')
+    parser.add_argument('--cutmix', type=float, default=0, help='beta-distribution alpha of cutmix; 0 turns cutmix off')
     parser.add_argument('--cutmix_minmax', type=float, nargs='+', default=None,
-                        help='cutmix min/max ratio, overrides alpha and enables cutmix if set (default: None)')
+                        help='box-size range of cutmix as two fractions; when set it replaces --cutmix alpha')
     parser.add_argument('--mixup_prob', type=float, default=1.0,
-                        help='Probability of performing mixup or cutmix when either/both is enabled')
+                        help='chance that a batch is mixed at all when mixup or cutmix is on')
     parser.add_argument('--mixup_switch_prob', type=float, default=0.5,
-                        help='Probability of switching to cutmix when both mixup and cutmix enabled')
+                        help='with both on: chance of cutmix instead of mixup')
     parser.add_argument('--mixup_mode', type=str, default='batch',
-                        help='How to apply mixup/cutmix params. Per "batch", "pair", or "elem"')
+                        help='granularity of the mixing draws: batch, pair or elem')
 
-    # * Finetuning params
-    parser.add_argument('--finetune', default='', help='finetune from checkpoint (FCMAE or classifier)')
-    parser.add_argument('--head_init_scale', default=0.001, type=float, help='classifier head initial scale')
+    # starting weights
+    parser.add_argument('--finetune', default='', help='start from these weights (an FCMAE or classifier checkpoint)')
+    parser.add_argument('--head_init_scale', default=0.001, type=float,
+                        help='factor applied to the freshly initialised head weights and bias')
     parser.add_argument('--train_stem_bias', type=str2bool, default=True,
                         help='false: keep the stem convolution bias at its initial value. With '
                              '--subtract_background the background patches are all zero, the stem '
                              'LayerNorm sees zero-variance inputs there and the bias gets ~1000x the '
                              'gradient of any other tensor, which stalls training from scratch')
     parser.add_argument('--model_key', default='model|module', type=str,
-                        help='which key to load from saved state dict (unused, as upstream: always "model")')
+                        help='accepted and ignored, as upstream (weights are read from "model")')
     parser.add_argument('--model_prefix', default='', type=str)
 
-    # Dataset parameters
+    # data, outputs and RHEED options
     parser.add_argument('--data_path', default='/datasets01/imagenet_full_size/061417/', type=str,
-                        help='dataset path (RHEED: split root holding train/, val/ and test/)')
+                        help='data folder (RHEED: the split root holding train/, val/ and test/)')
     parser.add_argument('--nb_classes', default=None, type=int,
-                        help='number of the classification types (default: from the class folders; if given, '
-                             'it must match them)')
-    parser.add_argument('--output_dir', default='', help='path where to save, empty for no saving')
-    parser.add_argument('--log_dir', default=None, help='path where to tensorboard log')
-    parser.add_argument('--device', default='cuda', help='device to use for training / testing (cuda or cpu)')
+                        help='classes of the head (default: counted from the class folders; a given value must '
+                             'match them)')
+    parser.add_argument('--output_dir', default='', help='folder for checkpoints and logs; empty writes nothing')
+    parser.add_argument('--log_dir', default=None, help='folder for TensorBoard event files (default: none)')
+    parser.add_argument('--device', default='cuda', help='cuda or cpu')
     parser.add_argument('--seed', default=0, type=int)
-    parser.add_argument('--resume', default='', help='resume from checkpoint')
+    parser.add_argument('--resume', default='', help='continue the run saved in this checkpoint')
 
     parser.add_argument('--eval_data_path', default=None, type=str,
                         help='validation set (image_folder; RHEED default: <data_path>/val)')
@@ -145,33 +157,20 @@ def get_args_parser():
     parser.add_argument('--imagenet_default_mean_and_std', type=str2bool, default=True)
     parser.add_argument('--data_set', default='IMNET', choices=list(datasets.DATA_SETS), type=str,
                         help='dataset type; RHEED reads train/, val/ and test/ under --data_path')
-    parser.add_argument('--bit_scaling', default='percentile', choices=list(SCALING_MODES),
-                        help='how 16-bit / float frames are scaled to 8 bit (rheed.imageio, default: percentile)')
+    train_args.add_frame_args(parser)
     parser.add_argument('--aug_mode', default='upstream', choices=['upstream', 'rheed'],
                         help='upstream: timm transforms (--aa, --reprob, centre-crop evaluation); rheed: '
                              'rheed.augment (frame-shaped crops of --crop_scale, both flips, small rotations, '
                              'brightness/contrast/gamma, blur, noise; the whole frame resized for evaluation)')
-    parser.add_argument('--frame_cache', type=str2bool, default=False,
-                        help='decode (and background-subtract) every frame once into a memory-mapped cache '
-                             'shared by the DataLoader workers and processes; training is identical without it')
-    parser.add_argument('--frame_cache_dir', default='',
-                        help='where the frame cache lives (default: <output_dir>/frame_cache)')
     parser.add_argument('--background_mode', default='global', choices=('global', 'local'),
                         help='with --subtract_background: global = one level per frame; local = first remove the '
                              'slowly varying background (glow, vignetting, screen edge) by a grey opening')
-    parser.add_argument('--subtract_background', type=str2bool, default=False,
-                        help='with --aug_mode rheed: set each frame\'s diffuse background to zero and scale the '
-                             'pattern instead of the mean/std normalisation (rheed.augment.SubtractBackground)')
     parser.add_argument('--min_epoch_size', type=int, default=0,
                         help='with fewer training images than this, one epoch passes several times over them '
                              '(reshuffled each pass), so that small sets still get enough optimizer steps')
     parser.add_argument('--crop_scale', default=[0.08, 1.0], type=float, nargs=2, metavar=('MIN', 'MAX'),
                         help='area range of the training RandomResizedCrop (upstream: 0.08 1.0); RHEED frames '
                              'want a larger minimum such as 0.5 so the crop keeps the diffraction pattern')
-    parser.add_argument('--bit_max', default=None, type=float,
-                        help='white level for --bit_scaling fixed (e.g. 4095 for 12-bit frames)')
-    parser.add_argument('--skip_corrupt', type=str2bool, default=False,
-                        help='leave out unreadable images instead of stopping (default: False)')
     parser.add_argument('--class_weights', default='none', type=str,
                         help='per-class loss weights: none, auto (inverse class frequency, mean 1), effective '
                              '(effective number of samples, mean 1) or a comma-separated list, one per class')
@@ -199,38 +198,29 @@ def get_args_parser():
                              'validation sets of a few growth runs, whose best epoch is mostly noise)')
     parser.add_argument('--auto_resume', type=str2bool, default=True)
     parser.add_argument('--save_ckpt', type=str2bool, default=True)
-    parser.add_argument('--overwrite', type=str2bool, default=False,
-                        help='replace the files of another run in --output_dir (default: refuse and name its owner)')
     parser.add_argument('--save_ckpt_freq', default=1, type=int)
     parser.add_argument('--save_ckpt_num', default=3, type=int)
 
-    parser.add_argument('--start_epoch', default=0, type=int, metavar='N', help='start epoch')
-    parser.add_argument('--eval', type=str2bool, default=False, help='Perform evaluation only')
+    parser.add_argument('--start_epoch', default=0, type=int, metavar='N',
+                        help='first epoch to run (set from the checkpoint when resuming)')
+    parser.add_argument('--eval', type=str2bool, default=False, help='evaluate the --resume checkpoint and stop')
     parser.add_argument('--dist_eval', type=str2bool, default=True,
-                        help='Enabling distributed evaluation (every sample is still counted once)')
+                        help='split validation over the processes (every sample is still counted once)')
     parser.add_argument('--disable_eval', type=str2bool, default=False,
-                        help='Disabling evaluation during training')
+                        help='skip validation after each epoch')
     parser.add_argument('--num_workers', default=10, type=int)
     parser.add_argument('--pin_mem', type=str2bool, default=True,
-                        help='Pin CPU memory in DataLoader for more efficient (sometimes) transfer to GPU.')
+                        help='page-locked DataLoader batches (faster host-to-GPU copies; ignored on the CPU)')
 
-    # Evaluation parameters
+    # evaluation
     parser.add_argument('--crop_pct', type=float, default=None)
 
-    # distributed training parameters
-    parser.add_argument('--world_size', default=1, type=int, help='number of distributed processes')
+    # multi-process runs
+    parser.add_argument('--world_size', default=1, type=int, help='process count (set by torchrun)')
     parser.add_argument('--local_rank', '--local-rank', default=-1, type=int)
     parser.add_argument('--dist_on_itp', type=str2bool, default=False)
-    parser.add_argument('--dist_url', default='env://', help='url used to set up distributed training')
-
-    parser.add_argument('--channels_last', type=str2bool, default=False,
-                        help='channels_last memory format for the model (faster convolutions on recent GPUs)')
-    parser.add_argument('--compile', type=str2bool, default=False,
-                        help='torch.compile the model (first steps are slow while it compiles)')
-    parser.add_argument('--use_amp', type=str2bool, default=False,
-                        help='Use native PyTorch automatic mixed precision (CUDA only)')
-    parser.add_argument('--amp_dtype', default='float16', choices=['float16', 'bfloat16'],
-                        help='autocast dtype with --use_amp (float16 uses loss scaling; default: float16)')
+    parser.add_argument('--dist_url', default='env://', help='rendezvous address of the process group')
+    train_args.add_run_args(parser, amp_dtype='float16')
     return parser
 
 
@@ -329,7 +319,7 @@ def main(args):
         print("Warning: --use_amp only applies to CUDA; running in float32 on", device)
         args.use_amp = False
 
-    # fix the seed for reproducibility
+    # a different seed per rank, same sequence on every rerun
     seed = args.seed + utils.get_rank()
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -418,7 +408,7 @@ def main(args):
 
     model_ema = None
     if args.model_ema:
-        # Important to create EMA model after cuda(), DP wrapper, and AMP but before SyncBN and DDP wrapper
+        # the EMA copy is taken from the model on its device and before the DDP wrapper exists
         model_ema = ModelEma(model, decay=args.model_ema_decay, device='cpu' if args.model_ema_force_cpu else '',
                              resume='')
         print("Using EMA with decay = %.8f" % args.model_ema_decay)

@@ -25,8 +25,9 @@ from rheed import augment
 from rheed import runs
 from rheed.errors import UserError
 from rheed.frame_cache import cached_pipeline
+from rheed import train_args
 from rheed.heldout import check_no_held_out_folders, leave_out_held_out_frames
-from rheed.imageio import IMAGE_EXTENSIONS, SCALING_MODES, ImageListDataset, list_images, make_loader, verify_files
+from rheed.imageio import IMAGE_EXTENSIONS, ImageListDataset, list_images, make_loader, verify_files
 from utils import NativeScalerWithGradNormCount as NativeScaler
 from utils import str2bool
 
@@ -35,101 +36,77 @@ from utils import str2bool
 def get_args_parser():
     parser = argparse.ArgumentParser('FCMAE pre-training', add_help=False)
     parser.add_argument('--batch_size', default=64, type=int,
-                        help='Per GPU batch size')
+                        help='images per GPU (per process) in one step')
     parser.add_argument('--epochs', default=800, type=int)
     parser.add_argument('--warmup_epochs', type=int, default=40,
-                        help='epochs to warmup LR')
+                        help='epochs of linear learning-rate warm-up')
     parser.add_argument('--update_freq', default=1, type=int,
-                        help='gradient accumulation steps')
+                        help='steps whose gradients are summed before one optimizer update')
 
-    # Model parameters
+    # network
     parser.add_argument('--model', default='convnextv2_base', type=str, metavar='MODEL',
-                        help=f'Name of model to train ({", ".join(fcmae.MODEL_NAMES)})')
+                        help=f'FCMAE model ({", ".join(fcmae.MODEL_NAMES)})')
     parser.add_argument('--input_size', default=224, type=int,
-                        help='image input size (a multiple of 32)')
+                        help='side of the square input in pixels (a multiple of 32)')
     parser.add_argument('--mask_ratio', default=0.6, type=float,
-                        help='Masking ratio (percentage of removed patches).')
+                        help='fraction of 32-pixel patches hidden from the encoder')
     parser.add_argument('--norm_pix_loss', type=str2bool, nargs='?', const=True, default=True,
-                        help='Use (per-patch) normalized pixels as targets for computing loss '
+                        help='reconstruct each patch normalised to zero mean and unit variance '
                              '(default true; `--norm_pix_loss false` turns it off)')
     parser.add_argument('--decoder_depth', type=int, default=1)
     parser.add_argument('--decoder_embed_dim', type=int, default=512)
 
-    # Optimizer parameters
+    # optimizer and schedule
     parser.add_argument('--weight_decay', type=float, default=0.05,
-                        help='weight decay (default: 0.05)')
+                        help='AdamW weight decay (default: 0.05)')
     parser.add_argument('--lr', type=float, default=None, metavar='LR',
-                        help='learning rate (absolute lr)')
+                        help='absolute peak learning rate; overrides --blr')
     parser.add_argument('--blr', type=float, default=1.5e-4, metavar='LR',
-                        help='base learning rate: absolute_lr = base_lr * total_batch_size / 256')
+                        help='lr per 256 images: the peak lr is blr * batch_size * update_freq * GPUs / 256')
     parser.add_argument('--min_lr', type=float, default=0., metavar='LR',
-                        help='lower lr bound for cyclic schedulers that hit 0')
+                        help='floor of the cosine schedule (default: 0)')
     parser.add_argument('--clip_grad', type=float, default=None, metavar='NORM',
-                        help='Clip gradient norm (default: None, no clipping)')
+                        help='largest gradient norm before the step (default: no clipping)')
 
-    # Dataset parameters
+    # data, outputs and RHEED options
     parser.add_argument('--data_path', default='/datasets01/imagenet_full_size/061417/', type=str,
                         help='dataset path: images under <data_path>/train if it exists, else under data_path '
                              '(recursive); val/test split folders are refused')
     parser.add_argument('--unlabeled_data_path', default=None, type=str,
                         help='optional extra folder of unlabeled frames (recursive), added to the training set')
-    parser.add_argument('--bit_scaling', default='percentile', type=str, choices=SCALING_MODES,
-                        help='how 16-bit frames are mapped to 8 bit (see the data section of the README)')
-    parser.add_argument('--bit_max', default=None, type=float,
-                        help='white level for --bit_scaling fixed (e.g. 4095 for 12-bit frames)')
-    parser.add_argument('--skip_corrupt', type=str2bool, default=False,
-                        help='leave unreadable image files out instead of stopping')
-    parser.add_argument('--frame_cache', type=str2bool, default=False,
-                        help='decode (and background-subtract) every frame once into a memory-mapped cache '
-                             'shared by the DataLoader workers and processes; training is identical without it')
-    parser.add_argument('--frame_cache_dir', default='',
-                        help='where the frame cache lives (default: <output_dir>/frame_cache)')
-    parser.add_argument('--subtract_background', type=str2bool, default=False,
-                        help='set each whole frame\'s diffuse background to one constant before cropping, '
-                             'as main_finetune.py --aug_mode rheed --subtract_background does; pre-train '
-                             'with it when the fine-tuning run will use it')
+    train_args.add_frame_args(parser)
     parser.add_argument('--output_dir', default='',
-                        help='path where to save, empty for no saving')
+                        help='folder for checkpoints and logs; empty writes nothing')
     parser.add_argument('--log_dir', default=None,
-                        help='path where to tensorboard log')
+                        help='folder for TensorBoard event files (default: none)')
     parser.add_argument('--device', default='cuda',
-                        help='device to use for training / testing (cuda or cpu)')
+                        help='cuda or cpu')
     parser.add_argument('--seed', default=0, type=int)
     parser.add_argument('--resume', default='',
-                        help='resume from checkpoint')
+                        help='continue the run saved in this checkpoint')
     parser.add_argument('--auto_resume', type=str2bool, default=True)
     parser.add_argument('--save_ckpt', type=str2bool, default=True)
-    parser.add_argument('--overwrite', type=str2bool, default=False,
-                        help='replace the files of another run in --output_dir (default: refuse and name its owner)')
     parser.add_argument('--save_ckpt_freq', default=1, type=int)
     parser.add_argument('--save_ckpt_num', default=3, type=int)
     parser.add_argument('--start_epoch', default=0, type=int, metavar='N',
-                        help='start epoch')
+                        help='first epoch to run (set from the checkpoint when resuming)')
     parser.add_argument('--num_workers', default=10, type=int)
     parser.add_argument('--pin_mem', type=str2bool, default=True,
-                        help='Pin CPU memory in DataLoader for more efficient (sometimes) transfer to GPU '
-                             '(only used with a CUDA device)')
-    parser.add_argument('--channels_last', type=str2bool, default=False,
-                        help='channels_last memory format for the model (faster convolutions on recent GPUs)')
-    parser.add_argument('--compile', type=str2bool, default=False,
-                        help='torch.compile the model (first steps are slow while it compiles)')
-    parser.add_argument('--use_amp', type=str2bool, default=False,
-                        help='mixed precision autocast on CUDA (ignored on CPU)')
-    parser.add_argument('--amp_dtype', default='bfloat16', choices=('float16', 'bfloat16'),
-                        help='autocast dtype with --use_amp; float16 also enables loss scaling')
+                        help='page-locked DataLoader batches (faster host-to-GPU copies; ignored on the CPU)')
 
-    # Evaluation parameters
+    # evaluation
     parser.add_argument('--crop_pct', type=float, default=None,
                         help='accepted for compatibility; not used by pre-training')
 
-    # distributed training parameters
+    # multi-process runs
     parser.add_argument('--world_size', default=1, type=int,
-                        help='number of distributed processes')
+                        help='process count (set by torchrun)')
     parser.add_argument('--local_rank', '--local-rank', default=-1, type=int,
                         help='set by torch.distributed.launch; the rank is read from the environment')
     parser.add_argument('--dist_on_itp', type=str2bool, default=False)
     parser.add_argument('--dist_url', default='env://',
-                        help='url used to set up distributed training')
+                        help='rendezvous address of the process group')
+    train_args.add_run_args(parser, amp_dtype='bfloat16')
     return parser
 
 

@@ -80,7 +80,7 @@ class FCMAE(nn.Module):
         self.decoder = nn.Sequential(*[Block(decoder_embed_dim) for _ in range(decoder_depth)])
         self.pred = nn.Conv2d(decoder_embed_dim, patch_size ** 2 * in_chans, kernel_size=1)
 
-        # the encoder's own init everywhere (upstream re-initialised with std 1.0, see the README)
+        # the encoder's own init everywhere (upstream re-initialised with std 1.0, see docs/UPSTREAM_DIFF.md)
         self.apply(init_weights)
         nn.init.normal_(self.mask_token, std=.02)
 

@@ -194,3 +194,17 @@ def test_source_folder_of_a_split_leaves_out_its_val_and_test_frames(tmp_path, c
     files = main_pretrain.resolve_pretrain_files(source)
     assert files and not held_out & {str(Path(f)) for f in files}
     assert len(files) == 40 - len(held_out)
+
+
+def test_shared_frame_and_run_flags_agree_with_fine_tuning():
+    import main_finetune
+    pre = vars(main_pretrain.get_args_parser().parse_args([]))
+    fine = vars(main_finetune.get_args_parser().parse_args([]))
+    shared = ('bit_scaling', 'bit_max', 'skip_corrupt', 'subtract_background', 'frame_cache', 'frame_cache_dir',
+              'overwrite', 'channels_last', 'compile', 'use_amp')
+    assert {k: pre[k] for k in shared} == {k: fine[k] for k in shared}
+    # the one intended difference: bfloat16 for FCMAE (no loss scaling), float16 as upstream for fine-tuning
+    assert (pre['amp_dtype'], fine['amp_dtype']) == ('bfloat16', 'float16')
+    args = main_pretrain.get_args_parser().parse_args(['--frame_cache', 'true', '--bit_scaling', 'fixed',
+                                                       '--bit_max', '4095'])
+    assert (args.frame_cache, args.bit_scaling, args.bit_max) == (True, 'fixed', 4095.0)

@@ -1,0 +1,38 @@
+"""Command-line options that main_pretrain.py and main_finetune.py add to upstream's, defined once."""
+import argparse
+
+from rheed.imageio import SCALING_MODES
+from utils import str2bool
+
+
+def add_frame_args(parser: argparse.ArgumentParser) -> None:
+    """How frames are read: bit depth, unreadable files, background subtraction and the frame cache."""
+    parser.add_argument('--bit_scaling', default='percentile', choices=list(SCALING_MODES),
+                        help='how 16-bit and float frames become 8 bit (rheed.imageio; default: percentile)')
+    parser.add_argument('--bit_max', default=None, type=float,
+                        help='white level for --bit_scaling fixed (e.g. 4095 for 12-bit frames)')
+    parser.add_argument('--skip_corrupt', type=str2bool, default=False,
+                        help='leave out unreadable images instead of stopping (default: False)')
+    parser.add_argument('--subtract_background', type=str2bool, default=False,
+                        help="set each whole frame's diffuse background to zero before cropping and scale the "
+                             'pattern, in place of the mean/std normalisation (rheed.augment.SubtractBackground; '
+                             'fine-tuning needs --aug_mode rheed); pre-train with it when fine-tuning will use it')
+    parser.add_argument('--frame_cache', type=str2bool, default=False,
+                        help='decode (and background-subtract) every frame once into a memory-mapped cache '
+                             'shared by the DataLoader workers and processes; training is identical without it')
+    parser.add_argument('--frame_cache_dir', default='',
+                        help='where the frame cache lives (default: <output_dir>/frame_cache)')
+
+
+def add_run_args(parser: argparse.ArgumentParser, amp_dtype: str) -> None:
+    """Output-folder ownership and the speed options (channels_last, compile, mixed precision)."""
+    parser.add_argument('--overwrite', type=str2bool, default=False,
+                        help='replace the files of another run in --output_dir (default: refuse and name its owner)')
+    parser.add_argument('--channels_last', type=str2bool, default=False,
+                        help='channels_last memory format for the model (faster convolutions on recent GPUs)')
+    parser.add_argument('--compile', type=str2bool, default=False,
+                        help='torch.compile the model (first steps are slow while it compiles)')
+    parser.add_argument('--use_amp', type=str2bool, default=False,
+                        help='mixed-precision autocast on CUDA (ignored on the CPU)')
+    parser.add_argument('--amp_dtype', default=amp_dtype, choices=('float16', 'bfloat16'),
+                        help=f'autocast dtype with --use_amp; float16 adds loss scaling (default: {amp_dtype})')
