@@ -389,7 +389,8 @@ def write_split(frames: list[SplitFrame], dst: Path, classes: str, copy: bool, r
         rows.append([rel, f.source, f.fine_class, label, '' if f.sequence is None else f.sequence,
                      '' if f.frame is None else f.frame, f.split])
     for split in SPLITS:
-        (staging / split).mkdir(exist_ok=True)
+        if split not in report['unused_splits']:
+            (staging / split).mkdir(exist_ok=True)
     with open(staging / 'manifest.csv', 'w', newline='') as fh:
         writer = csv.writer(fh)
         writer.writerow(MANIFEST_COLUMNS)
@@ -404,7 +405,8 @@ def write_split(frames: list[SplitFrame], dst: Path, classes: str, copy: bool, r
         elif old.exists():
             old.unlink()
     for name in (*SPLITS, *REPORT_FILES):
-        os.replace(staging / name, dst / name)
+        if (staging / name).exists():
+            os.replace(staging / name, dst / name)
     staging.rmdir()
     return methods
 

@@ -32,11 +32,15 @@ def build_report(frames, summary, args: dict, similarity: dict | None) -> dict:
                                    'requested': wanted, 'actual': actual,
                                    'max_deviation': round(max(abs(actual[s] - wanted[s]) for s in SPLITS), 2)}
     all_labels = set().union(*(labels[s] for s in SPLITS))
-    missing_labels = {s: sorted(all_labels - set(labels[s])) for s in SPLITS if all_labels - set(labels[s])}
+    # a split asked for with ratio 0 (e.g. --ratios 9 1 0 for a pre-training corpus) is not written at all
+    unused = [s for s, r in zip(SPLITS, args['ratios']) if r == 0 and not labels[s] and args.get('fold') is None]
+    missing_labels = {s: sorted(all_labels - set(labels[s])) for s in SPLITS
+                      if s not in unused and all_labels - set(labels[s])}
     return {
         **args,
         'mode': 'by-sequence' if args['by_sequence'] else 'temporal blocks',
         'missing_labels': missing_labels,
+        'unused_splits': unused,
         **summary,
         'counts': counts,
         'label_counts': labels,

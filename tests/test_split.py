@@ -317,3 +317,17 @@ def test_grouped_k_fold_tests_every_frame_once_and_never_splits_a_sequence(tmp_p
     assert all(not (a & b) for a, b in itertools.combinations(test_sequences, 2))
     with pytest.raises(SystemExit, match="at least 3 folds"):
         load_script("split_dataset_simple").main(["--src", str(src), "--dst", str(tmp_path / "f2"), "--folds", "2"])
+
+
+def test_a_split_with_ratio_zero_is_not_written(tmp_path, capsys):
+    src = write_runs(tmp_path / "data_rheed")
+    dst = tmp_path / "split"
+    split_dataset(str(src), str(dst), gap=3, seed=0, similarity=False)  # an earlier three-way split
+    assert (dst / "test").is_dir()
+    report = split_dataset(str(src), str(dst), ratios=(9, 1, 0), by_sequence=True, classes="fine", seed=0,
+                           overwrite=True, similarity=False)
+    assert report["unused_splits"] == ["test"] and report["missing_labels"] == {}
+    assert report["counts"]["test"] == {} and sum(report["counts"]["val"].values()) > 0
+    assert sorted(p.name for p in dst.iterdir()) == ["manifest.csv", "split_report.json", "split_report.txt",
+                                                     "train", "val"]  # the old test/ is gone, no empty one
+    assert "warning: test" not in capsys.readouterr().out
