@@ -35,6 +35,75 @@ def pool_frame(path: str, pattern: str | None = None) -> PoolFrame:
     return PoolFrame(str(path), f"{Path(path).parent}/{sequence or ''}", frame)
 
 
+def score_pool(classifier, pool: Sequence[str], pattern: str | None = None,
+               batch_size: int = 32) -> tuple[list[PoolFrame], np.ndarray, np.ndarray]:
+    """(frames, probabilities, pooled features) of every pool frame. A pool item is a folder (searched
+    recursively), an image, a video or a multi-page TIFF; a frame of a video or stack is
+    PoolFrame('<file>[<i>]', '<file>', i). Unreadable image files are left out with a warning."""
+    from rheed.frames import TIFF_EXTENSIONS, open_input
+    from rheed.imageio import is_image_file, list_images, verify_files
+
+    files, streams = set(), []
+    for item in map(Path, pool):
+        if item.is_dir():
+            files.update(list_images(item))
+        elif item.is_file() and is_image_file(item) and item.suffix.lower() not in TIFF_EXTENSIONS:
+            files.add(str(item))
+        else:
+            streams.append(item)  # video or TIFF (one page or a stack); open_input names what is wrong
+    paths, _ = verify_files(sorted(files), skip_corrupt=True)
+    frames, probs, features, batch = [], [], [], []
+
+    def flush():
+        if batch:
+            p, f = classifier.probs_and_features([image for _, image in batch])
+            frames.extend(frame for frame, _ in batch)
+            probs.append(p)
+            features.append(f)
+            batch.clear()
+
+    def add(frame: PoolFrame, image) -> None:
+        batch.append((frame, image))
+        if len(batch) >= batch_size:
+            flush()
+
+    for path in paths:
+        add(pool_frame(path, pattern), classifier.loader(path))
+    for stream in streams:
+        source = open_input(stream, classifier, pattern)
+        for decoded in source:
+            if source.kind == "image":
+                add(pool_frame(str(stream), pattern), decoded.image)
+            else:
+                add(PoolFrame(decoded.source, str(stream), decoded.frame), decoded.image)
+    flush()
+    if not frames:
+        raise UserError(f"no readable frames in {', '.join(map(str, pool))}")
+    return frames, np.concatenate(probs), np.concatenate(features)
+
+
+def export_stream_frames(classifier, frames: Sequence[PoolFrame], indices: Sequence[int], out_dir: Path) -> dict:
+    """Writes the chosen frames of videos and TIFF stacks as 8-bit PNGs <out_dir>/<file stem>_<frame>.png (what
+    the classifier saw), so that they can be labelled and trained on like any frame; returns {index: png path}.
+    Frames that are image files already are not copied."""
+    from rheed.frames import open_input
+
+    wanted: dict = {}
+    for i in indices:
+        f = frames[i]
+        if f.path != f.sequence and f.path.startswith(f.sequence + "["):
+            wanted.setdefault(f.sequence, {})[f.frame] = i
+    exported = {}
+    for stream, by_frame in wanted.items():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for decoded in open_input(stream, classifier):
+            if decoded.frame in by_frame:
+                target = out_dir / f"{Path(stream).stem}_{decoded.frame:06d}.png"
+                decoded.image.convert("L").save(target)
+                exported[by_frame[decoded.frame]] = str(target)
+    return exported
+
+
 def margins(probs: np.ndarray) -> np.ndarray:
     """1 - (top probability - second probability): 1 on the decision boundary, 0 when certain."""
     top2 = np.sort(np.asarray(probs, dtype=np.float64), axis=1)[:, -2:]

@@ -14,7 +14,9 @@ from rheed.errors import UserError  # noqa: E402
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", required=True, help="fine-tuned checkpoint (e.g. outputs/ft/checkpoint-best.pth)")
-    parser.add_argument("--pool", nargs="+", required=True, help="folders (searched recursively) of unlabeled frames")
+    parser.add_argument("--pool", nargs="+", required=True,
+                        help="unlabeled frames: folders (searched recursively), videos or multi-page TIFF stacks; "
+                             "chosen video/stack frames are written to <out>/frames/ as PNG")
     parser.add_argument("--budget", type=int, required=True, help="how many frames to choose")
     parser.add_argument("--out", type=Path, required=True, help="output folder (selection.csv, selection.png)")
     parser.add_argument("--uncertain_fraction", type=float, default=0.5,
@@ -32,10 +34,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> Path:
-    import numpy as np
-
     from rheed import selection
-    from rheed.imageio import list_images, verify_files
     from rheed.inference import load_classifier
     from rheed.runs import check_output_dir
 
@@ -44,27 +43,19 @@ def run(args) -> Path:
     if csv_path.exists() and not args.overwrite:
         raise UserError(f"{csv_path} exists (it may hold your labels); choose another --out or pass --overwrite")
     classifier = load_classifier(args.checkpoint, device=args.device)
-    paths = sorted({p for folder in args.pool for p in list_images(folder)})
-    paths, _ = verify_files(paths, skip_corrupt=True)
-    if not paths:
-        raise UserError(f"no readable frames in {', '.join(args.pool)}")
-    print(f"scoring {len(paths)} frames")
-    probs, features = [], []
-    for start in range(0, len(paths), args.batch_size):
-        batch = [classifier.loader(p) for p in paths[start:start + args.batch_size]]
-        p, f = classifier.probs_and_features(batch)
-        probs.append(p)
-        features.append(f)
-    probs, features = np.concatenate(probs), np.concatenate(features)
-    frames = [selection.pool_frame(p, args.pattern) for p in paths]
+    frames, probs, features = selection.score_pool(classifier, args.pool, args.pattern, args.batch_size)
+    print(f"scored {len(frames)} frames")
     picks = selection.select(frames, probs, features, args.budget, args.uncertain_fraction, args.min_gap,
                              args.max_similarity, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
+    exported = selection.export_stream_frames(classifier, frames, [i for i, _ in picks], args.out / "frames")
+    for i, path in exported.items():  # the CSV and the sheet point at the exported PNG; sequence/frame keep the source
+        frames[i] = selection.PoolFrame(path, frames[i].sequence, frames[i].frame)
     selection.write_selection(csv_path, frames, probs, classifier.class_names, picks)
     selection.save_contact_sheet(args.out / "selection.png", [frames[i].path for i, _ in picks],
                                  [f"{reason} {Path(frames[i].path).name}" for i, reason in picks])
     n_uncertain = sum(reason == "uncertain" for _, reason in picks)
-    print(f"chose {len(picks)} of {len(paths)} frames ({n_uncertain} uncertain, {len(picks) - n_uncertain} diverse): "
+    print(f"chose {len(picks)} of {len(frames)} frames ({n_uncertain} uncertain, {len(picks) - n_uncertain} diverse): "
           f"{csv_path}; fill in its 'label' column, then run scripts/label_frames.py")
     return csv_path
 

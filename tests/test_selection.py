@@ -1,6 +1,7 @@
 """Frame selection for labelling (rheed/selection.py, scripts/select_frames.py, scripts/label_frames.py)."""
 import csv
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +118,47 @@ def test_cli_selects_from_a_folder_and_labels(tmp_path):
     run_script_main("label_frames", ["--csv", str(out / "selection.csv"), "--dst", str(tmp_path / "data")])
     placed = sorted(p.name for p in (tmp_path / "data").rglob("*.png"))
     assert placed == sorted(f"run7_{f:05d}.png" for f in frames)
+
+
+def test_cli_selects_from_a_tiff_stack_and_a_video_and_exports_the_chosen_frames(tmp_path):
+    import av
+    import tifffile
+    from PIL import Image
+
+    model = convnextv2.convnextv2_atto(num_classes=2)
+    randomize_(model)
+    ckpt = tmp_path / "checkpoint-best.pth"
+    torch.save({"model": model.state_dict(), "epoch": 1, "class_names": ["rough", "smooth"],
+                "args": {"model": "convnextv2_atto", "input_size": 32, "nb_classes": 2, "data_set": "RHEED"}}, ckpt)
+    rng = np.random.default_rng(2)
+    for i in range(20):
+        write_pattern_image(tmp_path / f"f{i}.png", "rough" if i >= 10 else "smooth", 48, rng)
+    pages = [np.asarray(Image.open(tmp_path / f"f{i}.png")) for i in range(20)]
+    tifffile.imwrite(tmp_path / "growth.tif", np.stack(pages).astype(np.uint16) * 16)  # a 12-bit stack
+    with av.open(str(tmp_path / "growth2.mkv"), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 48, 48, "gray"
+        for page in pages:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(page, format="gray")))
+        container.mux(stream.encode())
+    out = tmp_path / "sel"
+    run_script_main("select_frames", ["--checkpoint", str(ckpt), "--pool", str(tmp_path / "growth.tif"),
+                                      str(tmp_path / "growth2.mkv"), "--budget", "6", "--out", str(out),
+                                      "--min_gap", "2"])
+    rows = list(csv.DictReader(open(out / "selection.csv")))
+    assert len(rows) == 6
+    for r in rows:
+        source = tmp_path / ("growth.tif" if r["sequence"].endswith(".tif") else "growth2.mkv")
+        assert r["sequence"] == str(source)
+        assert r["path"] == str(out / "frames" / f"{source.stem}_{int(r['frame']):06d}.png")
+        exported = np.asarray(Image.open(r["path"]))
+        assert exported.shape == (48, 48) and exported.dtype == np.uint8 and exported.max() > 100
+    for sequence in {r["sequence"] for r in rows}:
+        numbers = sorted(int(r["frame"]) for r in rows if r["sequence"] == sequence)
+        assert all(b - a > 2 for a, b in zip(numbers, numbers[1:]))
+    assert sorted(p.name for p in (out / "frames").iterdir()) == sorted(Path(r["path"]).name for r in rows)
+    for r in rows:
+        r["label"] = "island_rough" if int(r["frame"]) >= 10 else "island_smooth"
+    write_selection_csv(out / "selection.csv", rows)
+    run_script_main("label_frames", ["--csv", str(out / "selection.csv"), "--dst", str(tmp_path / "data")])
+    assert len(list((tmp_path / "data").rglob("*.png"))) == 6
