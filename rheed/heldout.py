@@ -42,7 +42,8 @@ def check_no_held_out_folders(files, flag: str) -> None:
                                 f"train/ folder")
 
 
-def _file_id(path: Path):
+def file_id(path: Path):
+    """(device, inode) of a file, shared by its hard links; None when it cannot be read."""
     try:
         st = path.stat()
     except OSError:
@@ -60,7 +61,7 @@ def held_out_ids(manifest: Path) -> set:
                 continue
             for path in (manifest.parent / row.get('path', ''), Path(row.get('source', ''))):
                 if path.name:
-                    ids.add(_file_id(path))
+                    ids.add(file_id(path))
             if row.get('source'):
                 ids.add(os.path.realpath(row['source']))
     ids.discard(None)
@@ -82,7 +83,7 @@ def leave_out_held_out_frames(files, folder: Path, flag: str) -> list:
         if not ids:
             continue
         before = len(kept)
-        kept = [f for f in kept if _file_id(Path(f)) not in ids and os.path.realpath(f) not in ids]
+        kept = [f for f in kept if file_id(Path(f)) not in ids and os.path.realpath(f) not in ids]
         if len(kept) < before:
             print(f"Leaving out {before - len(kept)} frames of {flag} that are val/test frames of the split "
                   f"{manifest.parent} ({manifest.name})")

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from rheed.errors import UserError
-from rheed.heldout import MANIFEST, _file_id, held_out_ids
+from rheed.heldout import MANIFEST, file_id, held_out_ids
 from rheed.imageio import list_images
 from rheed.selection import PoolFrame
 from rheed.split import place_file
@@ -37,7 +37,7 @@ def split_file_ids(split: Path) -> tuple[set, set]:
     held_out, train = set(), set()
     for name in SPLITS:
         for path in list_images(split / name) if (split / name).is_dir() else []:
-            (held_out if name in HELD_OUT_SPLITS else train).add(_file_id(Path(path)))
+            (held_out if name in HELD_OUT_SPLITS else train).add(file_id(Path(path)))
     if (split / MANIFEST).is_file():
         held_out |= held_out_ids(split / MANIFEST)
     return held_out - {None}, train - {None}
@@ -46,18 +46,19 @@ def split_file_ids(split: Path) -> tuple[set, set]:
 def usable_pool(paths: Sequence[str], split: Path) -> list[str]:
     """Pool paths without the split's val/test frames (never trained on) and its train frames (labelled)."""
     held_out, train = split_file_ids(split)
-    kept = []
+    kept, n_held, n_train = [], 0, 0
     for p in paths:
-        identity = _file_id(Path(p))
+        identity = file_id(Path(p))
         if identity in held_out or os.path.realpath(p) in held_out:
-            continue
-        if identity not in train:
+            n_held += 1
+        elif identity in train:
+            n_train += 1
+        else:
             kept.append(p)
-    n_held = sum(_file_id(Path(p)) in held_out or os.path.realpath(p) in held_out for p in paths)
     if n_held:
         print(f"leaving out {n_held} pool frames that are val/test frames of {split}")
-    if len(paths) - n_held - len(kept):
-        print(f"leaving out {len(paths) - n_held - len(kept)} pool frames that are already training frames")
+    if n_train:
+        print(f"leaving out {n_train} pool frames that are already training frames")
     return kept
 
 
