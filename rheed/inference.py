@@ -76,6 +76,27 @@ class Classifier:
         probs = torch.softmax(logits / self.temperature, dim=1)
         return probs.cpu().numpy(), features.float().cpu().numpy()
 
+    @torch.inference_mode()
+    def mc_probs(self, images: Sequence[Image.Image], passes: int) -> np.ndarray:
+        """Monte-Carlo drop-path: class probabilities of `passes` forward passes with stochastic depth switched on
+        (everything else in eval mode), shape (passes, len(images), num_classes). The model must have been
+        loaded with drop_path > 0."""
+        import timm_compat  # noqa: F401
+        from timm.models.layers import DropPath
+
+        stochastic = [m for m in self.model.modules() if isinstance(m, DropPath)]
+        if not stochastic:
+            raise UserError("Monte-Carlo drop-path needs a model loaded with drop_path > 0")
+        x = self.preprocess(images).to(self.device)
+        try:
+            for m in stochastic:
+                m.train()
+            runs = [torch.softmax(self.logits(x) / self.temperature, dim=1) for _ in range(passes)]
+        finally:
+            for m in stochastic:
+                m.eval()
+        return torch.stack(runs).cpu().numpy()
+
     def predict_paths(self, paths: Sequence[str]) -> np.ndarray:
         return self.predict_images([self.loader(str(p)) for p in paths])
 
@@ -110,8 +131,10 @@ def _class_names(ckpt: dict, num_classes: int, path: Path) -> list[str]:
     return names
 
 
-def load_classifier(checkpoint_path: str | Path, device: str = "cpu", use_ema: bool = False) -> Classifier:
-    """Builds the model named in the checkpoint, loads its weights and the evaluation transform."""
+def load_classifier(checkpoint_path: str | Path, device: str = "cpu", use_ema: bool = False,
+                    drop_path: float = 0.0) -> Classifier:
+    """Builds the model named in the checkpoint, loads its weights and the evaluation transform. `drop_path` > 0
+    builds a ConvNeXt-V2 with that stochastic-depth rate (same weights; only Classifier.mc_probs uses it)."""
     import timm_compat  # noqa: F401  (datasets imports timm)
     import datasets
     from models import baselines, convnextv2
@@ -146,10 +169,12 @@ def load_classifier(checkpoint_path: str | Path, device: str = "cpu", use_ema: b
         raise UserError("--device cuda was given but no CUDA device is available; use --device cpu")
     torch_device = torch.device(device)
     if name in baselines.BASELINE_NAMES:
+        if drop_path > 0:
+            raise UserError(f"Monte-Carlo drop-path needs a ConvNeXt-V2 checkpoint; {path} holds {name}")
         model = baselines.build_baseline(name, num_classes=num_classes)
     else:
         in_chans = state_dict["downsample_layers.0.0.weight"].shape[1]
-        model = convnextv2.__dict__[name](num_classes=num_classes, in_chans=in_chans)
+        model = convnextv2.__dict__[name](num_classes=num_classes, in_chans=in_chans, drop_path_rate=drop_path)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as e:

@@ -20,7 +20,8 @@ from rheed.errors import UserError
 from rheed.naming import parse_sequence_frame
 from rheed.split import place_file
 
-SELECTION_COLUMNS = ('path', 'sequence', 'frame', 'predicted', 'confidence', 'margin', 'entropy', 'reason', 'label')
+SELECTION_COLUMNS = ('path', 'sequence', 'frame', 'predicted', 'confidence', 'margin', 'entropy', 'mc_disagreement',
+                     'reason', 'label')
 
 
 @dataclass
@@ -35,11 +36,20 @@ def pool_frame(path: str, pattern: str | None = None) -> PoolFrame:
     return PoolFrame(str(path), f"{Path(path).parent}/{sequence or ''}", frame)
 
 
-def score_pool(classifier, pool: Sequence[str], pattern: str | None = None,
-               batch_size: int = 32) -> tuple[list[PoolFrame], np.ndarray, np.ndarray]:
-    """(frames, probabilities, pooled features) of every pool frame. A pool item is a folder (searched
-    recursively), an image, a video or a multi-page TIFF; a frame of a video or stack is
-    PoolFrame('<file>[<i>]', '<file>', i). Unreadable image files are left out with a warning."""
+def mutual_information(runs: np.ndarray) -> np.ndarray:
+    """Disagreement between Monte-Carlo passes (passes, n, classes): entropy of the mean prediction minus the
+    mean entropy of the passes (0 when every pass agrees)."""
+    runs = np.asarray(runs, dtype=np.float64)
+    return entropies(runs.mean(axis=0)) - np.mean([entropies(r) for r in runs], axis=0)
+
+
+def score_pool(classifier, pool: Sequence[str], pattern: str | None = None, batch_size: int = 32,
+               mc_passes: int = 0) -> tuple[list[PoolFrame], np.ndarray, np.ndarray, np.ndarray | None]:
+    """(frames, probabilities, pooled features, Monte-Carlo disagreement or None) of every pool frame.
+    With `mc_passes` > 0 the probabilities are the mean of that many drop-path passes (the classifier must be
+    loaded with drop_path > 0). A pool item is a folder (searched recursively), an image, a video or a
+    multi-page TIFF; a frame of a video or stack is PoolFrame('<file>[<i>]', '<file>', i). Unreadable
+    image files are left out with a warning."""
     from rheed.frames import TIFF_EXTENSIONS, open_input
     from rheed.imageio import is_image_file, list_images, verify_files
 
@@ -52,11 +62,16 @@ def score_pool(classifier, pool: Sequence[str], pattern: str | None = None,
         else:
             streams.append(item)  # video or TIFF (one page or a stack); open_input names what is wrong
     paths, _ = verify_files(sorted(files), skip_corrupt=True)
-    frames, probs, features, batch = [], [], [], []
+    frames, probs, features, disagreement, batch = [], [], [], [], []
 
     def flush():
         if batch:
-            p, f = classifier.probs_and_features([image for _, image in batch])
+            images = [image for _, image in batch]
+            p, f = classifier.probs_and_features(images)
+            if mc_passes > 0:
+                runs = classifier.mc_probs(images, mc_passes)
+                p = runs.mean(axis=0)
+                disagreement.append(mutual_information(runs))
             frames.extend(frame for frame, _ in batch)
             probs.append(p)
             features.append(f)
@@ -79,7 +94,8 @@ def score_pool(classifier, pool: Sequence[str], pattern: str | None = None,
     flush()
     if not frames:
         raise UserError(f"no readable frames in {', '.join(map(str, pool))}")
-    return frames, np.concatenate(probs), np.concatenate(features)
+    return (frames, np.concatenate(probs), np.concatenate(features),
+            np.concatenate(disagreement) if disagreement else None)
 
 
 def export_stream_frames(classifier, frames: Sequence[PoolFrame], indices: Sequence[int], out_dir: Path) -> dict:
@@ -134,8 +150,9 @@ def is_near_duplicate(i: int, chosen: Sequence[int], frames: Sequence[PoolFrame]
 
 def select(frames: Sequence[PoolFrame], probs: np.ndarray, features: np.ndarray, budget: int,
            uncertain_fraction: float = 0.5, min_gap: int = 5, max_similarity: float = 0.98,
-           seed: int = 0) -> list[tuple[int, str]]:
+           seed: int = 0, uncertainty: np.ndarray | None = None) -> list[tuple[int, str]]:
     """[(pool index, 'uncertain' | 'diverse')], at most `budget` frames, no two near-duplicates.
+    The uncertain frames are those of largest `uncertainty` (default: the margin score).
 
     Deterministic for a given seed (the seed only breaks exact ties and picks the first diverse frame
     when nothing uncertain was chosen).
@@ -153,7 +170,8 @@ def select(frames: Sequence[PoolFrame], probs: np.ndarray, features: np.ndarray,
     chosen: list[int] = []
     picks: list[tuple[int, str]] = []
 
-    by_uncertainty = np.lexsort((tie_break, -margins(probs)))
+    score = margins(probs) if uncertainty is None else np.asarray(uncertainty, dtype=np.float64)
+    by_uncertainty = np.lexsort((tie_break, -score))
     n_uncertain = int(round(budget * uncertain_fraction))
     for i in by_uncertainty:
         if len(picks) >= n_uncertain:
@@ -181,7 +199,7 @@ def select(frames: Sequence[PoolFrame], probs: np.ndarray, features: np.ndarray,
 
 
 def write_selection(path: Path, frames: Sequence[PoolFrame], probs: np.ndarray, class_names: Sequence[str],
-                    picks: Sequence[tuple[int, str]]) -> None:
+                    picks: Sequence[tuple[int, str]], disagreement: np.ndarray | None = None) -> None:
     """CSV with one row per chosen frame and an empty `label` column for the labeller to fill in."""
     margin, entropy = margins(probs), entropies(probs)
     with open(path, 'w', newline='', encoding='utf-8') as f:
@@ -191,7 +209,7 @@ def write_selection(path: Path, frames: Sequence[PoolFrame], probs: np.ndarray, 
             k = int(np.argmax(probs[i]))
             writer.writerow([frames[i].path, frames[i].sequence, '' if frames[i].frame is None else frames[i].frame,
                              class_names[k], f'{probs[i][k]:.4f}', f'{margin[i]:.4f}', f'{entropy[i]:.4f}',
-                             reason, ''])
+                             '' if disagreement is None else f'{disagreement[i]:.4f}', reason, ''])
 
 
 def place_labelled(csv_path: Path, dst: Path, allowed: Sequence[str], copy: bool = False) -> dict:

@@ -26,6 +26,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_similarity", type=float, default=0.98,
                         help="frames whose feature cosine similarity reaches this count as duplicates")
     parser.add_argument("--pattern", default=None, help="file-name regex with named groups sequence and frame")
+    parser.add_argument("--mc_passes", type=int, default=0,
+                        help="> 0: Monte-Carlo drop-path, this many stochastic passes per frame; the uncertain frames "
+                             "are then those the passes disagree on most (mutual information; default 0: margin)")
+    parser.add_argument("--mc_drop_path", type=float, default=0.1,
+                        help="stochastic-depth rate of the Monte-Carlo passes (default 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="breaks ties (the selection is deterministic per seed)")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -42,16 +47,20 @@ def run(args) -> Path:
     csv_path = args.out / "selection.csv"
     if csv_path.exists() and not args.overwrite:
         raise UserError(f"{csv_path} exists (it may hold your labels); choose another --out or pass --overwrite")
-    classifier = load_classifier(args.checkpoint, device=args.device)
-    frames, probs, features = selection.score_pool(classifier, args.pool, args.pattern, args.batch_size)
+    if args.mc_passes < 0 or (args.mc_passes > 0 and not 0 < args.mc_drop_path < 1):
+        raise UserError("--mc_passes must be >= 0 and --mc_drop_path between 0 and 1")
+    classifier = load_classifier(args.checkpoint, device=args.device,
+                                 drop_path=args.mc_drop_path if args.mc_passes else 0.0)
+    frames, probs, features, disagreement = selection.score_pool(classifier, args.pool, args.pattern,
+                                                                 args.batch_size, args.mc_passes)
     print(f"scored {len(frames)} frames")
     picks = selection.select(frames, probs, features, args.budget, args.uncertain_fraction, args.min_gap,
-                             args.max_similarity, args.seed)
+                             args.max_similarity, args.seed, uncertainty=disagreement)
     args.out.mkdir(parents=True, exist_ok=True)
     exported = selection.export_stream_frames(classifier, frames, [i for i, _ in picks], args.out / "frames")
     for i, path in exported.items():  # the CSV and the sheet point at the exported PNG; sequence/frame keep the source
         frames[i] = selection.PoolFrame(path, frames[i].sequence, frames[i].frame)
-    selection.write_selection(csv_path, frames, probs, classifier.class_names, picks)
+    selection.write_selection(csv_path, frames, probs, classifier.class_names, picks, disagreement)
     selection.save_contact_sheet(args.out / "selection.png", [frames[i].path for i, _ in picks],
                                  [f"{reason} {Path(frames[i].path).name}" for i, reason in picks])
     n_uncertain = sum(reason == "uncertain" for _, reason in picks)

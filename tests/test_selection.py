@@ -162,3 +162,44 @@ def test_cli_selects_from_a_tiff_stack_and_a_video_and_exports_the_chosen_frames
     write_selection_csv(out / "selection.csv", rows)
     run_script_main("label_frames", ["--csv", str(out / "selection.csv"), "--dst", str(tmp_path / "data")])
     assert len(list((tmp_path / "data").rglob("*.png"))) == 6
+
+
+def test_mutual_information_is_zero_when_passes_agree_and_positive_when_they_do_not():
+    agree = np.array([[[0.9, 0.1], [0.5, 0.5]]] * 4)
+    assert selection.mutual_information(agree) == pytest.approx([0.0, 0.0], abs=1e-12)
+    split = np.array([[[0.99, 0.01]], [[0.01, 0.99]]])  # confident passes that contradict each other
+    assert selection.mutual_information(split)[0] == pytest.approx(np.log(2) - selection.entropies(split[0])[0])
+    frames = [selection.PoolFrame(f"v/s_{i:03d}.png", "v/s", 10 * i) for i in range(3)]
+    probs = np.array([[0.5, 0.5], [0.9, 0.1], [0.8, 0.2]])
+    picks = selection.select(frames, probs, np.eye(3), budget=1, uncertain_fraction=1.0,
+                             uncertainty=np.array([0.0, 0.3, 0.1]))
+    assert picks == [(1, "uncertain")]  # the given uncertainty, not the margin, ranks the frames
+
+
+def test_mc_drop_path_passes_differ_and_need_a_stochastic_model(tmp_path):
+    from rheed.inference import load_classifier
+    model = convnextv2.convnextv2_atto(num_classes=2)
+    randomize_(model)
+    ckpt = tmp_path / "checkpoint-best.pth"
+    torch.save({"model": model.state_dict(), "epoch": 1, "class_names": ["rough", "smooth"],
+                "args": {"model": "convnextv2_atto", "input_size": 32, "nb_classes": 2, "data_set": "RHEED"}}, ckpt)
+    rng = np.random.default_rng(4)
+    names = ["alpha.png", "beta.png", "gamma.png"]  # no frame numbers: never temporal neighbours
+    for name in names:
+        write_pattern_image(tmp_path / name, "rough", 48, rng)
+    deterministic = load_classifier(ckpt)
+    images = [deterministic.loader(str(tmp_path / name)) for name in names]
+    with pytest.raises(UserError, match="drop_path > 0"):
+        deterministic.mc_probs(images, 2)
+    stochastic = load_classifier(ckpt, drop_path=0.3)
+    runs = stochastic.mc_probs(images, 4)
+    assert runs.shape == (4, 3, 2) and np.allclose(runs.sum(axis=2), 1.0, atol=1e-5)
+    assert np.abs(runs[0] - runs[1]).max() > 1e-4  # passes differ
+    assert not any(m.training for m in stochastic.model.modules())  # back in eval mode
+    assert np.allclose(stochastic.predict_images(images), deterministic.predict_images(images), atol=1e-5)
+    out = tmp_path / "sel"
+    run_script_main("select_frames", ["--checkpoint", str(ckpt), "--pool", str(tmp_path), "--budget", "2",
+                                      "--out", str(out), "--mc_passes", "3",
+                                      "--max_similarity", "1.1"])
+    rows = list(csv.DictReader(open(out / "selection.csv")))
+    assert len(rows) == 2 and all(float(r["mc_disagreement"]) >= 0 for r in rows)
