@@ -31,7 +31,7 @@ from models.utils import load_pretrained_weights
 from optim_factory import LayerDecayValueAssigner, create_optimizer
 from rheed import finetune_report
 from rheed import runs
-from rheed.errors import UserError, warn
+from rheed.errors import UserError, storage_failure, warn
 from rheed.losses import build_criterion, mixup_active
 from rheed.sampling import BalancedSampler
 from rheed import train_args
@@ -601,3 +601,7 @@ if __name__ == '__main__':
         main(args)
     except UserError as e:
         sys.exit(f"error: {e}")
+    except OSError as e:
+        if storage_failure(e) is None:
+            raise
+        sys.exit(f"error: {storage_failure(e)}")

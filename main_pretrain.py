@@ -23,7 +23,7 @@ import utils
 from engine_pretrain import train_one_epoch
 from rheed import augment
 from rheed import runs
-from rheed.errors import UserError
+from rheed.errors import UserError, storage_failure
 from rheed.frame_cache import cached_pipeline
 from rheed import train_args
 from rheed.heldout import check_no_held_out_folders, leave_out_held_out_frames
@@ -321,6 +321,10 @@ def cli(argv=None):
         main(args)
     except UserError as e:
         sys.exit(f"error: {e}")
+    except OSError as e:
+        if storage_failure(e) is None:
+            raise
+        sys.exit(f"error: {storage_failure(e)}")
 
 
 if __name__ == '__main__':

@@ -1,3 +1,4 @@
+import errno
 import sys
 
 
@@ -8,3 +9,18 @@ class UserError(Exception):
 def warn(message: str) -> None:
     """A one-line warning on stderr (the run goes on)."""
     print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "disk quota exceeded",
+                  errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied"}
+
+
+def storage_failure(e: OSError) -> str | None:
+    """One line for an output that could not be written (full disk, quota, read-only, no permission), or None
+    for other errors. Checkpoints are written atomically, so the earlier ones are intact."""
+    reason = STORAGE_ERRNOS.get(e.errno)
+    if reason is None:
+        return None
+    where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
+    return (f"{reason}{where}; free space or fix the folder, then run the same command again (it resumes from "
+            f"the last complete checkpoint)")

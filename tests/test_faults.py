@@ -164,3 +164,34 @@ def test_predict_and_export_out_that_is_a_file(finished_run, tmp_path):
                  ["scripts/export_model.py", "--checkpoint", finished_run / "checkpoint-best.pth", "--out", a_file]):
         assert "is a file" in one_line_error(run_cli(argv))
     assert a_file.read_text() == "x"
+
+
+FULL_DISK = """
+import errno, runpy, sys, torch
+real_save, calls, allowed = torch.save, [], int(sys.argv[1])
+def save(obj, f, *args, **kwargs):
+    calls.append(1)
+    if len(calls) > allowed:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real_save(obj, f, *args, **kwargs)
+torch.save = save
+script = sys.argv[2]
+sys.argv = sys.argv[2:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("script", ["finetune", "pretrain"])
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_earlier_checkpoint(tiny_split, tmp_path, script):
+    import torch
+    base = FINETUNE if script == "finetune" else PRETRAIN
+    out = tmp_path / "run"
+    proc = run_cli(["-c", FULL_DISK, "2", *base, "--data_path", tiny_split, "--epochs", "3", "--output_dir", out])
+    line = one_line_error(proc)
+    assert line.startswith(f"error: no space left on the disk writing {out}{os.sep}checkpoint-")
+    assert "run the same command again" in line
+    failed = Path(line.split(" writing ")[1].split(";")[0])
+    kept = sorted(out.glob("checkpoint-*.pth"))
+    assert len(kept) == 2 and failed not in kept and not list(out.glob(".*.tmp"))
+    for path in kept:  # the checkpoints written before the disk filled up are complete
+        assert "model" in torch.load(path, weights_only=False)
