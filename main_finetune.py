@@ -162,9 +162,6 @@ def get_args_parser():
                         help='upstream: timm transforms (--aa, --reprob, centre-crop evaluation); rheed: '
                              'rheed.augment (frame-shaped crops of --crop_scale, both flips, small rotations, '
                              'brightness/contrast/gamma, blur, noise; the whole frame resized for evaluation)')
-    parser.add_argument('--background_mode', default='global', choices=('global', 'local'),
-                        help='with --subtract_background: global = one level per frame; local = first remove the '
-                             'slowly varying background (glow, vignetting, screen edge) by a grey opening')
     parser.add_argument('--min_epoch_size', type=int, default=0,
                         help='with fewer training images than this, one epoch passes several times over them '
                              '(reshuffled each pass), so that small sets still get enough optimizer steps')

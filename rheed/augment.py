@@ -77,7 +77,10 @@ class RandomNoise:
         return (x + noise).clamp_(0.0, 1.0)
 
 
-BACKGROUND_MODES = ('global', 'local')
+BACKGROUND_MODES = ('global', 'local', 'auto')
+# 'auto': below this share of pixels above the global level, the frame is taken to be glow-dominated (a bright
+# diffuse background or phosphor-screen glow lifts median + 3 MAD above the pattern) and the local estimate is used
+AUTO_MIN_PATTERN_FRACTION = 0.005
 
 
 def local_background(gray: np.ndarray, window: int = 40) -> np.ndarray:
@@ -95,11 +98,19 @@ def local_background(gray: np.ndarray, window: int = 40) -> np.ndarray:
     return full[:h, :w]
 
 
+def above_level(gray: np.ndarray) -> np.ndarray:
+    """max(gray - (median + 3 * MAD), 0): what stands out of the frame's diffuse level."""
+    median = np.median(gray)
+    return np.clip(gray - (median + 3 * np.median(np.abs(gray - median))), 0.0, None)
+
+
 class SubtractBackground:
     """Sets the diffuse background and the dark screen of a whole frame to exactly zero.
 
     level = median + 3 * MAD of the frame; x -> max(x - level, 0) / q99.9, clipped at 1 (an 8-bit RGB
-    image again). It runs on the whole frame, before any crop: estimated on a crop, the level and scale
+    image again). Mode 'local' first removes the slowly varying background (local_background); 'auto' does
+    so only when the global level leaves almost nothing (under AUTO_MIN_PATTERN_FRACTION of the pixels), as on
+    frames whose screen glow or diffuse background lies above the pattern. It runs on the whole frame, before any crop: estimated on a crop, the level and scale
     change from crop to crop and the model learns nothing (docs/EXPERIMENTS.md). Why: ConvNeXt's stem
     LayerNorm normalises every 4x4 patch to unit variance across channels, so a dark, noisy background
     becomes a full-strength random feature at every position and swamps the few streak/spot positions
@@ -119,9 +130,9 @@ class SubtractBackground:
         gray = np.asarray(img.convert('L'), dtype=np.float32)
         if self.mode == 'local':
             gray = gray - local_background(gray)
-        median = np.median(gray)
-        level = median + 3 * np.median(np.abs(gray - median))
-        y = np.clip(gray - level, 0.0, None)
+        y = above_level(gray)
+        if self.mode == 'auto' and np.count_nonzero(y) < AUTO_MIN_PATTERN_FRACTION * y.size:
+            y = above_level(gray - local_background(gray))
         top = max(float(np.percentile(y, 99.9)), 1.0)
         out = np.clip(y / top, 0.0, 1.0) * 255.0
         return Image.fromarray(np.round(out).astype(np.uint8)).convert('RGB')
