@@ -79,3 +79,28 @@ def test_pretrain_transform_can_match_the_finetuning_input():
     assert type(transform.transforms[0]).__name__ == 'SubtractBackground'
     x = transform(streak_frame())
     assert x.shape == (3, 64, 64) and float(x.min()) == 0.0
+
+
+def glow_frame(width=480, height=360, seed=0) -> Image.Image:
+    """A bright phosphor-screen glow filling most of a dark frame, with faint streaks on top of it."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = np.hypot(xx - width / 2, yy - height / 2)
+    img = np.where(r < 170, 140 + 60 * np.exp(-(r / 150) ** 2), 5.0) + rng.normal(0, 1.5, (height, width))
+    for cx in (180, 240, 300):
+        img[100:260] += 30 * np.exp(-((xx[100:260] - cx) ** 2) / 4.0)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).convert('RGB')
+
+
+def test_auto_background_keeps_streaks_that_the_global_level_erases():
+    frame = glow_frame()
+    erased = np.asarray(augment.SubtractBackground('global')(frame))[..., 0]
+    assert np.count_nonzero(erased) < augment.AUTO_MIN_PATTERN_FRACTION * erased.size  # the glow lifts the level
+    kept = np.asarray(augment.SubtractBackground('auto')(frame))[..., 0].astype(float)
+    profile = kept[120:240].mean(axis=0)
+    assert all(profile[cx] > 4 * np.median(profile) + 20 for cx in (180, 240, 300))  # the three streaks stand out
+    # a frame the global level handles is left exactly as before
+    sparse = streak_frame()
+    assert np.array_equal(np.asarray(augment.SubtractBackground('auto')(sparse)),
+                          np.asarray(augment.SubtractBackground('global')(sparse)))
+    assert repr(augment.SubtractBackground('auto')) == "SubtractBackground(mode='auto')"  # part of the cache key
