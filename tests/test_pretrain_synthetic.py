@@ -65,7 +65,8 @@ def test_bad_settings_are_one_line_errors(tmp_path, env, message):
 
 def test_tiny_supervised_corpus_gives_a_checkpoint_that_fine_tuning_accepts(tmp_path):
     out = tmp_path / "syn"
-    env = {"OUT": str(out), "FRAMES": "200", "EPOCHS": "1", "INPUT_SIZE": "32", "WORKERS": "0",
+    env = {"OUT": str(out), "FRAMES": "200", "EPOCHS": "1", "INPUT_SIZE": "32", "WORKERS": "2",
+           "EXTRA_ARGS": "--min_epoch_size 0 --batch_size 32",
            "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     proc = run_launcher("pretrain_synthetic.sh", env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
