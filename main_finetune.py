@@ -8,7 +8,6 @@ import datetime
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from models.utils import load_pretrained_weights
 from optim_factory import LayerDecayValueAssigner, create_optimizer
 from rheed import finetune_report
 from rheed import runs
-from rheed.errors import UserError, storage_failure, warn
+from rheed.errors import UserError, run_trainer, warn
 from rheed.losses import build_criterion, mixup_active
 from rheed.sampling import BalancedSampler
 from rheed import train_args
@@ -594,11 +593,4 @@ def final_report(args, model, model_without_ddp, model_ema, device, class_names,
 if __name__ == '__main__':
     parser = argparse.ArgumentParser('FCMAE fine-tuning', parents=[get_args_parser()])
     args = parser.parse_args()
-    try:
-        main(args)
-    except UserError as e:
-        sys.exit(f"error: {e}")
-    except OSError as e:
-        if storage_failure(e) is None:
-            raise
-        sys.exit(f"error: {storage_failure(e)}")
+    run_trainer(main, args)

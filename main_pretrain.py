@@ -4,7 +4,6 @@ import datetime
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import utils
 from engine_pretrain import train_one_epoch
 from rheed import augment
 from rheed import runs
-from rheed.errors import UserError, storage_failure
+from rheed.errors import UserError, run_trainer
 from rheed.frame_cache import cached_pipeline
 from rheed import train_args
 from rheed.heldout import check_no_held_out_folders, leave_out_held_out_frames
@@ -317,14 +316,7 @@ def main(args):
 def cli(argv=None):
     parser = argparse.ArgumentParser('FCMAE pre-training', parents=[get_args_parser()])
     args = parser.parse_args(argv)
-    try:
-        main(args)
-    except UserError as e:
-        sys.exit(f"error: {e}")
-    except OSError as e:
-        if storage_failure(e) is None:
-            raise
-        sys.exit(f"error: {storage_failure(e)}")
+    run_trainer(main, args)
 
 
 if __name__ == '__main__':

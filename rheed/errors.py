@@ -24,3 +24,17 @@ def storage_failure(e: OSError) -> str | None:
     where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
     return (f"{reason}{where}; free space or fix the folder, then run the same command again (it resumes from "
             f"the last complete checkpoint)")
+
+
+def run_trainer(main, args) -> None:
+    """main(args) for a training entry point: a UserError or a storage failure ends with one 'error:' line and
+    exit status 1; any other error keeps its traceback."""
+    try:
+        main(args)
+    except UserError as e:
+        sys.exit(f"error: {e}")
+    except OSError as e:
+        message = storage_failure(e)
+        if message is None:
+            raise
+        sys.exit(f"error: {message}")

@@ -109,3 +109,13 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> None:
                 p.copy_(0.3 * noise)
             else:
                 p.copy_(0.05 * noise)
+
+
+def save_random_classifier(path: Path) -> Path:
+    """A randomised convnextv2_atto checkpoint (classes rough/smooth, 32 px) as fine-tuning writes them."""
+    from models import convnextv2
+    model = convnextv2.convnextv2_atto(num_classes=2)
+    randomize_(model)
+    torch.save({"model": model.state_dict(), "epoch": 1, "class_names": ["rough", "smooth"],
+                "args": {"model": "convnextv2_atto", "input_size": 32, "nb_classes": 2, "data_set": "RHEED"}}, path)
+    return path

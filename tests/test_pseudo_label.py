@@ -4,10 +4,8 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import randomize_, run_script_main, write_pattern_image
-from models import convnextv2
+from conftest import run_script_main, save_random_classifier, write_pattern_image
 from rheed import pseudo_label
 from rheed.selection import PoolFrame
 
@@ -49,11 +47,7 @@ def make_split(root, rng):
 
 
 def test_cli_writes_a_new_split_with_pseudo_labels_in_train_only(tmp_path):
-    model = convnextv2.convnextv2_atto(num_classes=2)
-    randomize_(model)
-    ckpt = tmp_path / "checkpoint-best.pth"
-    torch.save({"model": model.state_dict(), "epoch": 1, "class_names": ["rough", "smooth"],
-                "args": {"model": "convnextv2_atto", "input_size": 32, "nb_classes": 2, "data_set": "RHEED"}}, ckpt)
+    ckpt = save_random_classifier(tmp_path / "checkpoint-best.pth")
     rng = np.random.default_rng(3)
     split = tmp_path / "split"
     make_split(split, rng)

@@ -5,10 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import randomize_, run_script_main, write_pattern_image
-from models import convnextv2
+from conftest import run_script_main, save_random_classifier, write_pattern_image
 from rheed import selection
 from rheed.errors import UserError
 
@@ -92,11 +90,7 @@ def test_labelled_frames_are_placed_and_nothing_is_overwritten(tmp_path):
 
 
 def test_cli_selects_from_a_folder_and_labels(tmp_path):
-    model = convnextv2.convnextv2_atto(num_classes=2)
-    randomize_(model)
-    ckpt = tmp_path / "checkpoint-best.pth"
-    torch.save({"model": model.state_dict(), "epoch": 1, "class_names": ["rough", "smooth"],
-                "args": {"model": "convnextv2_atto", "input_size": 32, "nb_classes": 2, "data_set": "RHEED"}}, ckpt)
+    ckpt = save_random_classifier(tmp_path / "checkpoint-best.pth")
     rng = np.random.default_rng(1)
     video = tmp_path / "video"
     video.mkdir()
@@ -125,11 +119,7 @@ def test_cli_selects_from_a_tiff_stack_and_a_video_and_exports_the_chosen_frames
     import tifffile
     from PIL import Image
 
-    model = convnextv2.convnextv2_atto(num_classes=2)
-    randomize_(model)
-    ckpt = tmp_path / "checkpoint-best.pth"
-    torch.save({"model": model.state_dict(), "epoch": 1, "class_names": ["rough", "smooth"],
-                "args": {"model": "convnextv2_atto", "input_size": 32, "nb_classes": 2, "data_set": "RHEED"}}, ckpt)
+    ckpt = save_random_classifier(tmp_path / "checkpoint-best.pth")
     rng = np.random.default_rng(2)
     for i in range(20):
         write_pattern_image(tmp_path / f"f{i}.png", "rough" if i >= 10 else "smooth", 48, rng)
@@ -178,11 +168,7 @@ def test_mutual_information_is_zero_when_passes_agree_and_positive_when_they_do_
 
 def test_mc_drop_path_passes_differ_and_need_a_stochastic_model(tmp_path):
     from rheed.inference import load_classifier
-    model = convnextv2.convnextv2_atto(num_classes=2)
-    randomize_(model)
-    ckpt = tmp_path / "checkpoint-best.pth"
-    torch.save({"model": model.state_dict(), "epoch": 1, "class_names": ["rough", "smooth"],
-                "args": {"model": "convnextv2_atto", "input_size": 32, "nb_classes": 2, "data_set": "RHEED"}}, ckpt)
+    ckpt = save_random_classifier(tmp_path / "checkpoint-best.pth")
     rng = np.random.default_rng(4)
     names = ["alpha.png", "beta.png", "gamma.png"]  # no frame numbers: never temporal neighbours
     for name in names:
