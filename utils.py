@@ -604,6 +604,12 @@ def auto_load_model(args, model, model_without_ddp, optimizer, loss_scaler, mode
     model_without_ddp.load_state_dict(checkpoint['model'])
 
     evaluating = bool(getattr(args, 'eval', False))
+    if evaluating:
+        from rheed.inference import eval_input_mismatch
+        differ = eval_input_mismatch(ckpt_args, vars(args))
+        if differ:
+            print(f"warning: {args.resume} was trained with {' '.join(differ)}; this evaluation preprocesses "
+                  f"frames differently (pass the same flags; scripts/predict.py reads them from the checkpoint)")
     if evaluating or 'optimizer' not in checkpoint or 'epoch' not in checkpoint:
         return checkpoint
     epoch = checkpoint['epoch']

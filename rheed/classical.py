@@ -1,7 +1,7 @@
 """A classical smooth/rough baseline: a handful of streak/spot features per frame and a logistic regression.
 
 A thesis table needs a reference that is not a neural network. The features describe what a RHEED expert
-looks at, after the same whole-frame background subtraction the CNN recipe uses:
+looks at, after a whole-frame background subtraction with the global level (SubtractBackground('global')):
 - streak_ratio: log of horizontal over vertical gradient energy of the band-passed frame (streaks are long
   along the vertical, so horizontal gradients dominate; spots give about as much of both);
 - vertical_coherence: how much more the frame correlates with itself one feature-width down than one

@@ -22,6 +22,18 @@ PRETRAIN_KEY_PREFIXES = ("encoder.", "decoder.", "mask_token", "proj.", "pred.")
 # main_finetune defaults for the arguments the evaluation preprocessing reads.
 EVAL_DEFAULTS = {"crop_pct": None, "imagenet_default_mean_and_std": True, "bit_scaling": "percentile"}
 
+# Arguments that decide how a frame becomes the model's input at evaluation.
+EVAL_INPUT_KEYS = ("input_size", "aug_mode", "subtract_background", "background_mode", "bit_scaling", "bit_max",
+                   "imagenet_default_mean_and_std")
+
+
+def eval_input_mismatch(ckpt_args: dict, args: dict) -> list[str]:
+    """The evaluation-input flags whose value differs from the checkpoint's run, as '--key value' of the run.
+    An evaluation with other preprocessing than training measures another input, not the model."""
+    return [f"--{key} {str(ckpt_args[key]).lower() if isinstance(ckpt_args[key], bool) else ckpt_args[key]}"
+            for key in EVAL_INPUT_KEYS
+            if key in ckpt_args and key in args and ckpt_args[key] != args[key]]
+
 
 @dataclass
 class Classifier:

@@ -20,9 +20,9 @@ def add_frame_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--background_mode', default='global', choices=('global', 'local', 'auto', 'adaptive'),
                         help='with --subtract_background: global = one level per frame; local = first remove the '
                              'slowly varying background (glow, vignetting, screen edge) by a grey opening; auto = '
-                             'global, or local for a frame where the global level leaves under 0.3 %% of the pixels '
-                             '; adaptive = subtract a smooth background surface (glow, vignetting, dark screen surround) '
-                             'and take the level of what is left over the lit screen (rheed.augment.adaptive_pattern)')
+                             'global, or local for a frame where the global level leaves under 0.3 %% of the pixels; '
+                             'adaptive = subtract a smooth background surface (glow, vignetting, dark screen surround) '
+                             'and take the level of what is left over the lit screen (rheed.augment.adaptive_pattern; the RHEED launchers use it)')
     parser.add_argument('--frame_cache', type=str2bool, default=False,
                         help='decode (and background-subtract) every frame once into a memory-mapped cache '
                              'shared by the DataLoader workers and processes; training is identical without it')

@@ -3,9 +3,9 @@
 
 # The RHEED input pipeline for fine-tuning (docs/EXPERIMENTS.md): crops that keep
 # the pattern, RHEED augmentations, background subtraction on the whole frame
-# (auto: the local estimate where the global level would erase the pattern),
+# (adaptive: a smooth background surface, so glow and a dark screen surround go),
 # frozen stem bias, full-scale head init; frames decoded once (frame cache).
-RHEED_FINETUNE_INPUT=(--crop_scale 0.5 1.0 --aug_mode rheed --subtract_background true --background_mode auto
+RHEED_FINETUNE_INPUT=(--crop_scale 0.5 1.0 --aug_mode rheed --subtract_background true --background_mode adaptive
     --train_stem_bias false --head_init_scale 1.0 --frame_cache true)
 
 # Stops (or, with DRY_RUN=1, warns) when FINETUNE names a missing file.

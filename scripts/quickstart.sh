@@ -81,7 +81,7 @@ fi
 step "4/6 FCMAE pre-training of convnextv2_atto on $split/train -> $pre"
 run "$PY" main_pretrain.py --model convnextv2_atto --data_path "$split" --device cpu \
     --input_size "$QUICK_SIZE" --epochs "$QUICK_EPOCHS_PRE" --warmup_epochs 1 \
-    --batch_size "$QUICK_BATCH" --num_workers "$QUICK_WORKERS" --pin_mem false --subtract_background true --background_mode auto --frame_cache true \
+    --batch_size "$QUICK_BATCH" --num_workers "$QUICK_WORKERS" --pin_mem false --subtract_background true --background_mode adaptive --frame_cache true \
     --output_dir "$pre" --log_dir "$pre/tensorboard"
 pre_ckpt="$(ls "$pre"/checkpoint-*.pth | grep -E 'checkpoint-[0-9]+\.pth$' | sort -t- -k2 -n | tail -1)"
 echo "pre-trained checkpoint: $pre_ckpt"

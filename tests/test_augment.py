@@ -104,3 +104,37 @@ def test_auto_background_keeps_streaks_that_the_global_level_erases():
     assert np.array_equal(np.asarray(augment.SubtractBackground('auto')(sparse)),
                           np.asarray(augment.SubtractBackground('global')(sparse)))
     assert repr(augment.SubtractBackground('auto')) == "SubtractBackground(mode='auto')"  # part of the cache key
+
+
+def small_screen_frame(width=480, height=360, seed=0) -> Image.Image:
+    """A circular screen covering a third of a black frame: vignetted glow, shot-like noise, three streaks."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = np.hypot(xx - width / 2, yy - height / 2)
+    glow = np.where(r < 130, 60 + 50 * np.exp(-(r / 90) ** 2), 0.0)
+    img = glow + rng.normal(0, 1.0, (height, width)) * np.sqrt(glow / 10 + 0.1)
+    for cx in (200, 240, 280):
+        img[120:240] += 60 * np.exp(-((xx[120:240] - cx) ** 2) / 4.0)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).convert('RGB'), r
+
+
+def test_adaptive_background_removes_a_small_screen_and_its_rim():
+    frame, r = small_screen_frame()
+    # more than half of the frame is black, so median + 3 MAD of the whole frame is ~0: the screen stays
+    whole = np.asarray(augment.SubtractBackground('global')(frame))[..., 0]
+    assert np.count_nonzero(whole[r < 120]) > 0.9 * np.count_nonzero(r < 120)
+    out = np.asarray(augment.SubtractBackground('adaptive')(frame))[..., 0].astype(float)
+    streaks = np.zeros_like(out, dtype=bool)
+    for cx in (200, 240, 280):
+        streaks[120:240, cx - 4:cx + 5] = True
+    assert out[streaks].mean() > 100                                # the streaks carry the output
+    assert out[~streaks].mean() < 1 and np.percentile(out[~streaks], 99) < 15  # glow and surround gone, faint noise
+    assert out[(r > 120) & (r < 140)].mean() < 1                     # no bright ring at the screen edge
+    assert repr(augment.SubtractBackground('adaptive')) == "SubtractBackground(mode='adaptive')"
+
+
+def test_adaptive_background_handles_tiny_and_flat_frames():
+    for shape in [(8, 8), (40, 30), (64, 64)]:
+        flat = Image.fromarray(np.full(shape, 90, np.uint8)).convert('RGB')
+        out = np.asarray(augment.SubtractBackground('adaptive')(flat))
+        assert out.shape == shape + (3,) and not out.any()

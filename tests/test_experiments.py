@@ -127,3 +127,21 @@ def test_submitit_local_executor_runs_every_run_as_a_job(tmp_path):
 def test_devices_and_submitit_exclude_each_other(tmp_path):
     proc = run_cli(["scripts/run_experiments.py", fake_grid(tmp_path), "--devices", "0", "--submitit"])
     assert proc.returncode == 1 and proc.stderr.strip() == "error: choose one of --devices and --submitit"
+
+
+@pytest.mark.parametrize("name", ["cpu_scratch_vs_fcmae.toml", "cpu_worked_example.toml", "gpu_worked_example.toml"])
+def test_shipped_grids_plan_runs_their_launcher_accepts(name, tmp_path):
+    import subprocess
+    from rheed import grid
+    config = grid.load_config(grid.REPO / "configs" / name)
+    for k in range(2):
+        (tmp_path / f"fold_{k}").mkdir()
+    config["data"] = [str(tmp_path / "fold_*")]
+    runs = grid.plan_runs(config)
+    assert len(runs) == len(config["variants"]) * 2 * len(config["seeds"])
+    for variant, run in zip(config["variants"], runs[::2 * len(config["seeds"])]):
+        proc = subprocess.run(["bash", config["launcher"]], cwd=grid.REPO, capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin", **run["env"], "DRY_RUN": "1"})
+        assert proc.returncode == 0, proc.stderr
+        assert f"--model {variant.get('MODEL', 'convnextv2_atto')}" in proc.stdout
+        assert f"--seed {config['seeds'][0]}" in proc.stdout

@@ -19,7 +19,7 @@ def last_error_line(proc):
     return lines[-1] if lines else ""
 
 
-def test_full_cpu_finetune(tiny_split, tmp_path):
+def test_full_cpu_finetune(tiny_split, tmp_path, capsys):
     out = tmp_path / "ft"
     start = time.time()
     proc = run_cli(BASE + ["--data_path", tiny_split, "--nb_classes", "2", "--epochs", "2", "--output_dir", out,
@@ -88,7 +88,9 @@ def test_full_cpu_finetune(tiny_split, tmp_path):
     args = get_args_parser().parse_args([str(a) for a in BASE[1:]] + [
         "--data_path", str(tiny_split), "--eval", "true", "--resume", str(out / "checkpoint-best.pth"),
         "--output_dir", str(tmp_path / "eval")])
+    capsys.readouterr()
     main(args)
+    assert "was trained with" not in capsys.readouterr().out  # same preprocessing flags: no warning
     (eval_dir,) = (tmp_path / "eval" / "eval").iterdir()  # eval/<timestamp>: its own folder
     again = json.loads((eval_dir / "test_metrics.json").read_text())
     assert again["confusion_matrix"] == report["confusion_matrix"]
@@ -222,3 +224,13 @@ def test_channels_last_and_compile_train_the_same_numbers(tiny_split, tmp_path, 
     assert log["test_loss"] == pytest.approx(plain_run["test_loss"], rel=1e-4)
     state = torch.load(tmp_path / "checkpoint-0.pth", weights_only=True)["model"]
     assert set(state) == set(convnextv2.convnextv2_atto(num_classes=2).state_dict())
+
+
+def test_eval_input_mismatch_names_the_training_flags():
+    from rheed.inference import eval_input_mismatch
+    trained = {"input_size": 128, "aug_mode": "rheed", "subtract_background": True, "background_mode": "auto",
+               "bit_scaling": "percentile", "lr": 2e-4}
+    evaluating = dict(trained, aug_mode="upstream", subtract_background=False, lr=None)
+    assert eval_input_mismatch(trained, evaluating) == ["--aug_mode rheed", "--subtract_background true"]
+    assert eval_input_mismatch(trained, dict(trained, lr=1.0)) == []  # training-only flags do not matter
+    assert eval_input_mismatch({"input_size": 64}, {"aug_mode": "rheed"}) == []  # unknown to one side: skipped

@@ -41,7 +41,7 @@ def test_finetune_gpu_defaults_parse_and_follow_the_recipe():
     assert (args.blr, args.layer_decay, args.weight_decay, args.drop_path, args.smoothing) == (2e-4, 0.9, 0.3, 0.1, 0.2)
     assert (args.mixup, args.cutmix) == (0, 0)
     assert args.aug_mode == "rheed" and args.subtract_background and not args.train_stem_bias
-    assert args.background_mode == "auto"
+    assert args.background_mode == "adaptive"
     assert args.head_init_scale == 1.0
     assert args.model_ema and args.model_ema_eval and args.use_amp
     assert args.epochs == 100 and args.input_size == 224
@@ -96,7 +96,7 @@ def test_pretrain_gpu_defaults_and_missing_data(tmp_path):
     args = parse_target(printed_command(proc.stdout), "main_pretrain.py")
     assert (args.model, args.epochs, args.warmup_epochs, args.blr, args.unlabeled_data_path) \
         == ("convnextv2_atto", 400, 40, 1.5e-4, None)
-    assert args.subtract_background and args.background_mode == "auto"
+    assert args.subtract_background and args.background_mode == "adaptive"
     proc = launch("run_pretrain_gpu.sh", env={"DATA": str(tmp_path)})
     assert proc.returncode == 1 and "train not found" in proc.stderr
 
@@ -119,7 +119,7 @@ def test_finetune_cpu_defaults_are_the_small_data_recipe():
     args = parse_target(printed_command(proc.stdout), "main_finetune.py")
     assert (args.lr, args.warmup_epochs, args.epochs, args.input_size, args.batch_size) == (2e-4, 1, 30, 128, 16)
     assert args.aug_mode == "rheed" and args.subtract_background and not args.train_stem_bias
-    assert args.background_mode == "auto"
+    assert args.background_mode == "adaptive"
     assert (args.head_init_scale, args.weight_decay, args.drop_path, args.layer_decay, args.smoothing) \
         == (1.0, 0.05, 0.0, 1.0, 0.0)
 
