@@ -85,6 +85,13 @@ BACKGROUND_MODES = ('global', 'local', 'auto', 'adaptive')
 AUTO_MIN_PATTERN_FRACTION = 0.003
 
 
+def block_mean(gray: np.ndarray, factor: int) -> np.ndarray:
+    """The frame shrunk `factor` times by averaging factor x factor blocks (a partial last row/column is dropped)."""
+    h, w = gray.shape
+    small = gray[:h - h % factor or h, :w - w % factor or w]
+    return small.reshape(small.shape[0] // factor, factor, small.shape[1] // factor, factor).mean(axis=(1, 3))
+
+
 def local_background(gray: np.ndarray, window: int = 40) -> np.ndarray:
     """The slowly varying background of a frame (glow, vignetting, beam drift, the screen edge): a grey
     opening (minimum then maximum filter) over `window` pixels removes every feature narrower than that -
@@ -92,8 +99,7 @@ def local_background(gray: np.ndarray, window: int = 40) -> np.ndarray:
     from scipy.ndimage import gaussian_filter, grey_opening, zoom
     factor = 8
     h, w = gray.shape
-    small = gray[:h - h % factor or h, :w - w % factor or w]
-    small = small.reshape(small.shape[0] // factor, factor, small.shape[1] // factor, factor).mean(axis=(1, 3))
+    small = block_mean(gray, factor)
     size = max(3, window // factor)
     background = gaussian_filter(grey_opening(small, size=(size, size)), size / 2)
     full = zoom(background, (h / background.shape[0], w / background.shape[1]), order=1)
@@ -115,8 +121,7 @@ def screen_background(gray: np.ndarray) -> np.ndarray:
     from scipy.ndimage import grey_dilation, grey_opening
     h, w = gray.shape
     factor = max(1, min(8, min(h, w) // 32))
-    hb, wb = h - h % factor, w - w % factor
-    small = gray[:hb, :wb].reshape(hb // factor, factor, wb // factor, factor).mean(axis=(1, 3))
+    small = block_mean(gray, factor)
     size = max(3, round(w / 16 / factor))
     small = grey_dilation(grey_opening(small, size=(size, size)), size=(3, 3))
     return np.asarray(Image.fromarray(small.astype(np.float32)).resize((w, h), Image.BILINEAR))
@@ -142,7 +147,9 @@ class SubtractBackground:
     level = median + 3 * MAD of the frame; x -> max(x - level, 0) / q99.9, clipped at 1 (an 8-bit RGB
     image again). Mode 'local' first removes the slowly varying background (local_background); 'auto' does
     so only when the global level leaves almost nothing (under AUTO_MIN_PATTERN_FRACTION of the pixels), as on
-    frames whose screen glow or diffuse background lies above the pattern. It runs on the whole frame, before any crop: estimated on a crop, the level and scale
+    frames whose screen glow or diffuse background lies above the pattern. Mode 'adaptive' (the launchers')
+    subtracts a smooth background surface and takes the level over the lit screen (adaptive_pattern), so a
+    black surround or a glow does not decide the level. It runs on the whole frame, before any crop: estimated on a crop, the level and scale
     change from crop to crop and the model learns nothing (docs/EXPERIMENTS.md). Why: ConvNeXt's stem
     LayerNorm normalises every 4x4 patch to unit variance across channels, so a dark, noisy background
     becomes a full-strength random feature at every position and swamps the few streak/spot positions
