@@ -5,6 +5,7 @@ A randomly initialised classifier checkpoint (speed does not depend on the weigh
 written to a temporary folder; the frames are synthetic 656 x 492 growth-run frames.
 
     python benchmarks/bench_predict.py [--model convnextv2_atto] [--input_size 224] [--frames 128] [--threads 2]
+        [--background_mode adaptive]   # the launchers' input pipeline (--aug_mode rheed + background subtraction)
 """
 import argparse
 import sys
@@ -53,6 +54,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+    parser.add_argument("--background_mode", default="", choices=("", "global", "local", "auto", "adaptive"),
+                        help="empty: upstream's evaluation transform; else a checkpoint of the RHEED launchers "
+                             "(--aug_mode rheed --subtract_background true with this mode)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,13 +65,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ckpt = tmp / "checkpoint-best.pth"
+        pipeline = ({"aug_mode": "rheed", "subtract_background": True, "background_mode": args.background_mode}
+                    if args.background_mode else {})
         model = convnextv2.__dict__[args.model](num_classes=2)
         torch.save({"model": model.state_dict(), "class_names": ["rough", "smooth"], "epoch": 0,
                     "args": {"model": args.model, "input_size": args.input_size, "nb_classes": 2,
-                             "data_set": "RHEED"}}, ckpt)
+                             "data_set": "RHEED", **pipeline}}, ckpt)
         classifier = load_classifier(ckpt)
         print(f"{args.model}, {args.input_size} px, batch {args.batch_size}, {torch.get_num_threads()} torch threads, "
-              f"{args.frames} frames of {frames[0].shape[1]}x{frames[0].shape[0]}")
+              f"{args.frames} frames of {frames[0].shape[1]}x{frames[0].shape[0]}, "
+              f"background {args.background_mode or 'none (upstream transform)'}")
         print("| input | frames/s (decode + model) |")
         print("|---|---|")
         for name, path in write_inputs(tmp, frames).items():

@@ -1,4 +1,4 @@
-"""One table (CSV + LaTeX) and one validation-curve plot comparing several fine-tuning runs.
+"""One table (CSV + LaTeX), a validation-curve plot and a test-score plot comparing several fine-tuning runs.
 
 Runs are grouped by a regular expression on the run directory's name (e.g. `(.*)_seed\\d+` puts
 `fcmae120_seed0` and `fcmae120_seed1` into the group `fcmae120`); each group gets the mean and the
@@ -163,9 +163,29 @@ def plot_val_f1(groups: dict[str, list[Run]], labels: Labels):
     return fig
 
 
+def plot_test_f1(groups: dict[str, list[Run]], labels: Labels):
+    """Test macro-F1 per group: every run as a dot, the mean with a ±1 std bar beside them."""
+    fig = new_figure(max(3.0, 1.2 * len(groups) + 1.5), 3.6)
+    ax = fig.add_subplot()
+    for i, (name, runs) in enumerate(groups.items()):
+        values = [v for v in (run_value(r.metrics, "macro_f1") for r in runs) if v is not None]
+        if not values:
+            continue
+        color = series_style(i)["color"]
+        offsets = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+        ax.scatter(i - 0.1 + offsets, values, s=14, color=color, alpha=0.7, zorder=3)
+        mean, std = mean_std(values)
+        ax.errorbar([i + 0.15], [mean], yerr=[std or 0.0], fmt="o", color=color, capsize=4, markersize=6)
+    ax.set_xticks(range(len(groups)), [labels("runs_n", n, len(r)) for n, r in groups.items()])
+    ax.set(ylabel=labels("compare_test_f1"), title=labels("compare_test_title"))
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    return fig
+
+
 def compare_runs(run_dirs: list[Path], out_dir: Path | None = None, group_by: str | None = None,
                  lang: str = "en", dpi: int = 300) -> list[Path]:
-    """Writes comparison.csv, comparison.tex and val_macro_f1.{png,pdf}; returns the files."""
+    """Writes comparison.csv, comparison.tex, val_macro_f1.{png,pdf} and test_macro_f1.{png,pdf}; returns the
+    files."""
     if not run_dirs:
         raise UserError("no run directories given")
     runs = [load_run(Path(d)) for d in run_dirs]
@@ -185,4 +205,5 @@ def compare_runs(run_dirs: list[Path], out_dir: Path | None = None, group_by: st
                write_tex(rows, tex_keys(class_names, binary), out_dir / "comparison.tex")]
     with figure_style(lang) as labels:
         written += save_figure(plot_val_f1(groups, labels), out_dir, "val_macro_f1", dpi)
+        written += save_figure(plot_test_f1(groups, labels), out_dir, "test_macro_f1", dpi)
     return written

@@ -85,6 +85,8 @@ TEXT = {
     "compare_f1": ("Validation macro-F1", "验证集宏平均F1"),
     "compare_title": ("Validation macro-F1 (line: mean; band: ±1 s.d.)", "验证集宏平均F1（线：均值；带：±1 标准差）"),
     "runs_n": ("{} (n={})", "{} (n={})"),
+    "compare_test_f1": ("Test macro-F1", "测试集宏平均F1"),
+    "compare_test_title": ("Test macro-F1 (dots: runs; bar: mean ± 1 s.d.)", "测试集宏平均F1（点：各次运行；线：均值 ± 1 标准差）"),
     "original": ("Original", "原图"),
     "masked_input": ("Masked input ({:.0%} masked)", "掩码输入（掩码 {:.0%}）"),
     "reconstruction": ("Reconstruction (visible pasted)", "重建（可见块贴回）"),

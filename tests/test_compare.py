@@ -84,3 +84,20 @@ def test_refuses_different_class_sets(tmp_path):
     assert not (tmp_path / "cmp").exists()
     with pytest.raises(UserError, match="has no test_metrics.json"):
         compare_runs([binary, tmp_path / "empty"])
+
+
+def test_test_score_figure_shows_every_run_and_the_group_mean(tmp_path):
+    from rheed.compare import group_runs, load_run, plot_test_f1
+    from rheed.plotting import Labels
+    runs = [load_run(fake_run(tmp_path, f"a_seed{s}", 0.9, f1)) for s, f1 in enumerate([0.70, 0.80, 0.90])]
+    runs.append(load_run(fake_run(tmp_path, "b_seed0", 0.9, 0.60)))
+    fig = plot_test_f1(group_runs(runs, r"(.*)_seed\d+"), Labels())
+    ax = fig.axes[0]
+    from matplotlib.collections import PathCollection
+    dots = [c.get_offsets()[:, 1].tolist() for c in ax.collections if isinstance(c, PathCollection)]
+    assert sorted(map(sorted, dots)) == [pytest.approx([0.6]), pytest.approx([0.7, 0.8, 0.9])]
+    means = sorted(float(line.get_ydata()[0]) for line in ax.lines if line.get_marker() == "o")
+    assert means == pytest.approx([0.6, 0.8])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a (n=3)", "b (n=1)"]
+    written = compare_runs([r.path for r in runs], out_dir=tmp_path / "cmp", group_by=r"(.*)_seed\d+", dpi=60)
+    assert tmp_path / "cmp" / "test_macro_f1.png" in written
