@@ -136,7 +136,10 @@ def run_gradcam(checkpoint: str | Path, images: Sequence[str | Path], out_dir: s
     classifier = load_classifier(checkpoint, device=device, use_ema=use_ema)
     layer = layer or getattr(classifier.model, "gradcam_layer", DEFAULT_LAYER)
     x = classifier.preprocess([classifier.loader(str(p)) for p in images]).to(classifier.device)
-    maps, classes, probs = class_maps(classifier.model, x, layer, top=min(2, len(classifier.class_names)))
+    maps, classes, _ = class_maps(classifier.model, x, layer, top=min(2, len(classifier.class_names)))
+    # report the probabilities predict.py and the test predictions give: with the checkpoint's temperature
+    # (and flip averaging when it was evaluated that way); the temperature does not change the ranking
+    probs = classifier.predict_tensor(x)
     frames = displayable(x.cpu(), classifier.transform)
 
     out_dir = Path(out_dir)

@@ -1,4 +1,5 @@
 """Grad-CAM on a tiny ConvNeXt-V2 atto classifier (64 px) with random, non-trivial weights."""
+import csv
 
 import numpy as np
 import pytest
@@ -71,7 +72,8 @@ def test_cli_on_a_finetune_checkpoint(tmp_path):
     model = tiny_classifier()
     ckpt = tmp_path / "checkpoint-best.pth"
     args = {"model": "convnextv2_atto", "input_size": SIZE, "nb_classes": 2, "data_set": "RHEED"}
-    torch.save({"model": model.state_dict(), "args": args, "epoch": 3, "class_names": ["rough", "smooth"]}, ckpt)
+    torch.save({"model": model.state_dict(), "args": args, "epoch": 3, "class_names": ["rough", "smooth"],
+                "calibration": {"temperature": 2.5}}, ckpt)
     rng = np.random.default_rng(0)
     images = []
     for i, kind in enumerate(("rough", "smooth")):
@@ -85,6 +87,13 @@ def test_cli_on_a_finetune_checkpoint(tmp_path):
     assert saved["maps"].shape == (2, 2, SIZE, SIZE)
     assert saved["maps"].min() >= 0 and saved["maps"].max() <= 1
     assert list(saved["class_names"]) == ["rough", "smooth"]
+    # the probabilities are the calibrated ones that predict.py reports for the same frames
+    from rheed.inference import load_classifier
+    expected = load_classifier(ckpt).predict_paths([str(p) for p in images])
+    with open(out / "gradcam.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["prob_rough"]) for r in rows] == pytest.approx(expected[:, 0].tolist(), abs=1e-6)
+    assert np.allclose(saved["probs"], expected, atol=1e-6)
 
     with pytest.raises(SystemExit) as exit_info:
         gradcam_cli(["--checkpoint", ckpt, "--images", images[0], "--layer", "stages.7", "--out", out])
