@@ -27,6 +27,7 @@ from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rheed import synthetic as S  # noqa: E402
+from rheed import synthetic_dataset as D  # noqa: E402
 from rheed.camera import apply_camera, random_camera  # noqa: E402
 from rheed.synthetic_variety import kind_params, widen  # noqa: E402
 
@@ -58,7 +59,7 @@ def main() -> None:
     cam = random_camera(np.random.default_rng(1))
 
     def encode(_):
-        Image.fromarray(S.quantize(frame)).save(io.BytesIO(), format="PNG", compress_level=S.PNG_COMPRESS_LEVEL)
+        Image.fromarray(S.quantize(frame)).save(io.BytesIO(), format="PNG", compress_level=D.PNG_COMPRESS_LEVEL)
 
     rows = [
         ("render, default look", per_second(lambda i: S.render_frame(plain, i / args.frames, rng, t=i),
@@ -71,7 +72,7 @@ def main() -> None:
     for workers in sorted({1, args.workers}):
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            summary = S.generate_dataset(Path(tmp) / "data", scale=args.scale, sequences=4, seed=0, width=width,
+            summary = D.generate_dataset(Path(tmp) / "data", scale=args.scale, sequences=4, seed=0, width=width,
                                          height=height, workers=workers)
             seconds = time.perf_counter() - start
         rows.append((f"generate_dataset, {workers} process(es), {summary['files']} frames", summary["files"] / seconds))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from rheed.synthetic import PNG_COMPRESS_LEVEL
+from rheed.synthetic_dataset import PNG_COMPRESS_LEVEL
 
 FRAME_SIZES = ((640, 480), (656, 492), (780, 580), (1024, 768), (1280, 1024), (1388, 1038))
 

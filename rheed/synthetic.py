@@ -32,42 +32,20 @@ Public API
 ``make_growth_run(n_frames, transition_frame, size=(656, 492), seed=0) -> list[np.ndarray]``
     One island growth run as uint8 frames; frames before `transition_frame` are smooth
     (progress < ROUGH_THRESHOLD), frames from it on are rough.
-``plan_runs(scale=0.1, sequences=None) -> list[RunPlan]``
-    Sequence ids and frame counts for a data set whose class sizes follow the real data
-    (2003 / 567 / 671 frames) times `scale`.
-``generate_dataset(out, scale=0.1, sequences=None, seed=0, tiff16=False, width=656, height=492,
-overwrite=False, camera_randomize=False, variety=False) -> dict``
-    Writes ``out/{layer_smooth,island_smooth,island_rough}/seqNNN_FFFFFF.png`` (``.tif`` with
-    `tiff16`) and ``out/synthetic_frames.csv`` (file, class, sequence, frame, progress); `variety` adds
-    the wide ranges and the laue_smooth, ring_rough and amorphous_halo runs of rheed.synthetic_variety.
-``save_contact_sheet(data_dir, out_png, per_class=4)``
-    A PNG grid of generated frames, one row per class.
 
-Every run draws from its own ``np.random.default_rng([seed, run_index])``, so the same seed gives
-identical bytes.
+Writing whole data sets (run plans, folders, the manifest, contact sheets) is rheed.synthetic_dataset.
 """
-import csv
 import dataclasses
 import math
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy.ndimage import affine_transform, gaussian_filter
 
-from rheed.errors import UserError
-
 CLASS_NAMES = ("layer_smooth", "island_smooth", "island_rough")
-REAL_COUNTS = {"layer_smooth": 2003, "island_smooth": 567, "island_rough": 671}
 ROUGH_THRESHOLD = 0.5
-DEFAULT_SEQUENCES = 4
-FILE_RE = re.compile(r"^seq\d{3}_\d{6}\.(png|tif)$")
-# zlib level 1: the same pixels as the default level 6, 3.5x faster to write, files ~15 % larger
-PNG_COMPRESS_LEVEL = 1
 
-_REF_WIDTH, _REF_HEIGHT = 656, 492
+REF_WIDTH, REF_HEIGHT = 656, 492
 
 
 @dataclass(frozen=True)
@@ -126,30 +104,15 @@ class RheedParams:
     halo_sigma: float = 1.0
 
 
-@dataclass(frozen=True)
-class RunPlan:
-    """One growth run: `n_smooth` frames then `n_rough` frames (layer runs have n_rough = 0); runs of the
-    extra kinds of rheed.synthetic_variety have `n_other` frames of their own fine class."""
-    kind: str                  # 'layer', 'island', or with variety 'laue', 'ring', 'halo'
-    sequence: int
-    n_smooth: int
-    n_rough: int
-    n_other: int = 0
-
-    @property
-    def n_frames(self) -> int:
-        return self.n_smooth + self.n_rough + self.n_other
-
-
 def _smoothstep(a: float, b: float, x: float) -> float:
     u = min(max((x - a) / (b - a), 0.0), 1.0)
     return u * u * (3.0 - 2.0 * u)
 
 
-def random_params(rng: np.random.Generator, width: int = _REF_WIDTH, height: int = _REF_HEIGHT,
+def random_params(rng: np.random.Generator, width: int = REF_WIDTH, height: int = REF_HEIGHT,
                   run_frames: int = 100) -> RheedParams:
     """Draws the settings of one growth run."""
-    s = min(width / _REF_WIDTH, height / _REF_HEIGHT)
+    s = min(width / REF_WIDTH, height / REF_HEIGHT)
     y_shadow = height * rng.uniform(0.80, 0.92)
     laue_radius = height * rng.uniform(0.30, 0.46)
     spacing = width * rng.uniform(0.075, 0.12)
@@ -439,227 +402,21 @@ def layer_progress(p: RheedParams, n_frames: int) -> np.ndarray:
     return p.base_rough + 0.04 * 0.5 * (1.0 - np.cos(2 * np.pi * t / p.ml_period + p.osc_phase))
 
 
-def _run_rng(seed: int, run_index: int) -> np.random.Generator:
+def run_rng(seed: int, run_index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(run_index)])
 
 
-def _island_ends(rng: np.random.Generator) -> tuple:
+def island_ends(rng: np.random.Generator) -> tuple:
     return rng.uniform(0.12, 0.25), rng.uniform(0.85, 1.0)
 
 
-def make_growth_run(n_frames: int, transition_frame: int, size: tuple = (_REF_WIDTH, _REF_HEIGHT),
+def make_growth_run(n_frames: int, transition_frame: int, size: tuple = (REF_WIDTH, REF_HEIGHT),
                     seed: int = 0) -> list:
     """One island growth run as uint8 (height, width) frames; frames [transition_frame:] are rough."""
     if not 0 <= transition_frame <= n_frames:
         raise ValueError(f"transition_frame {transition_frame} outside 0..{n_frames}")
     width, height = size
-    rng = _run_rng(seed, 0)
+    rng = run_rng(seed, 0)
     p = dataclasses.replace(random_params(rng, width, height, run_frames=n_frames), look_shift=0.0)
-    progress = island_progress(n_frames, transition_frame, *_island_ends(rng))
+    progress = island_progress(n_frames, transition_frame, *island_ends(rng))
     return [quantize(render_frame(p, rho, rng, t=i)) for i, rho in enumerate(progress)]
-
-
-def _split_count(total: int, parts: int) -> list:
-    base, extra = divmod(total, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
-
-
-def plan_runs(scale: float = 0.1, sequences: int | None = None, variety: bool = False) -> list:
-    """Growth runs whose class sizes follow the real data set times `scale`.
-
-    `sequences` is the number of layer runs and of island runs (default 4 each, fewer when a
-    class has too few frames). Layer runs get sequence ids 1..L, island runs L+1..L+I; every
-    island run has at least one smooth and one rough frame. `variety` adds runs of the extra kinds
-    (rheed.synthetic_variety.extra_runs each, half a layer run long) after those.
-    """
-    if not scale > 0:
-        raise UserError(f"--scale must be > 0, got {scale}")
-    if sequences is not None and sequences < 1:
-        raise UserError(f"--sequences must be >= 1, got {sequences}")
-    n = {c: max(1, int(round(REAL_COUNTS[c] * scale))) for c in CLASS_NAMES}
-    want = DEFAULT_SEQUENCES if sequences is None else sequences
-    n_layer_runs = min(want, n["layer_smooth"])
-    n_island_runs = min(want, n["island_smooth"], n["island_rough"])
-    plans = []
-    for i, count in enumerate(_split_count(n["layer_smooth"], n_layer_runs)):
-        plans.append(RunPlan("layer", i + 1, count, 0))
-    smooth = _split_count(n["island_smooth"], n_island_runs)
-    rough = _split_count(n["island_rough"], n_island_runs)
-    for i, (n_s, n_r) in enumerate(zip(smooth, rough)):
-        plans.append(RunPlan("island", n_layer_runs + i + 1, n_s, n_r))
-    if variety:
-        from rheed.synthetic_variety import KIND_CLASS, extra_runs
-        length = max(1, n["layer_smooth"] // (2 * n_layer_runs))
-        for kind in KIND_CLASS:
-            for _ in range(extra_runs(want)):
-                plans.append(RunPlan(kind, len(plans) + 1, 0, 0, length))
-    return plans
-
-
-def _all_classes() -> tuple:
-    from rheed.synthetic_variety import VARIETY_CLASSES
-    return CLASS_NAMES + VARIETY_CLASSES
-
-
-def _prepare_output(out: Path, overwrite: bool, classes: tuple) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"output folder {out} is not empty; choose another --out or pass --overwrite")
-        # remove only files this generator wrote before, so frames of an older run do not mix in
-        for name in _all_classes():
-            folder = out / name
-            if folder.is_dir():
-                for f in folder.iterdir():
-                    if f.is_file() and FILE_RE.match(f.name):
-                        f.unlink()
-    for name in classes:
-        (out / name).mkdir(parents=True, exist_ok=True)
-
-
-def _write_frame(path: Path, frame: np.ndarray, tiff16: bool, cam=None) -> None:
-    if tiff16:
-        import tifffile
-        tifffile.imwrite(path, quantize(frame, bits=12), photometric="minisblack")
-    elif cam is not None:
-        from rheed.camera import save_8bit
-        save_8bit(path, quantize(frame), cam)
-    else:
-        Image.fromarray(quantize(frame)).save(path, compress_level=PNG_COMPRESS_LEVEL)
-
-
-@dataclass(frozen=True)
-class _RunJob:
-    out: Path
-    plan: RunPlan
-    run_index: int
-    seed: int
-    size: tuple
-    tiff16: bool
-    camera_randomize: bool
-    variety: bool
-
-
-def _frame_class(plan: RunPlan, frame_index: int) -> str:
-    from rheed.synthetic_variety import KIND_CLASS
-    if plan.kind in KIND_CLASS:
-        return KIND_CLASS[plan.kind]
-    if plan.kind == "layer":
-        return "layer_smooth"
-    return "island_smooth" if frame_index < plan.n_smooth else "island_rough"
-
-
-def _write_run(job: _RunJob) -> list:
-    """Renders and writes one run; returns its manifest rows. Everything random comes from the run's
-    own streams, so runs can be written in any order or process."""
-    from rheed import synthetic_variety as V
-    plan = job.plan
-    rng = _run_rng(job.seed, job.run_index)
-    cam = None
-    if job.camera_randomize:  # its own random stream: the patterns stay those of the same seed without it
-        from rheed.camera import random_camera
-        cam = random_camera(np.random.default_rng([job.seed, job.run_index, 7]))
-    run_width, run_height = cam.size if cam is not None else job.size
-    p = random_params(rng, run_width, run_height, run_frames=plan.n_frames)
-    if job.variety:
-        p = V.widen(p, rng)
-    if plan.kind in V.KIND_CLASS:
-        p = V.kind_params(plan.kind, p, rng)
-        progress = V.kind_progress(plan.kind, p, plan.n_frames, rng)
-    elif plan.kind == "layer":
-        progress = layer_progress(p, plan.n_frames)
-    else:
-        progress = island_progress(plan.n_frames, plan.n_smooth, *_island_ends(rng))
-    ext = ".tif" if job.tiff16 else ".png"
-    rows = []
-    for frame_index, rho in enumerate(progress):
-        cls = _frame_class(plan, frame_index)
-        name = f"seq{plan.sequence:03d}_{frame_index:06d}{ext}"
-        frame = render_frame(p, rho, rng, t=frame_index)
-        if cam is not None:
-            from rheed.camera import apply_camera
-            frame = apply_camera(frame, cam)
-        _write_frame(job.out / cls / name, frame, job.tiff16, cam)
-        rows.append((f"{cls}/{name}", cls, f"seq{plan.sequence:03d}", frame_index, f"{rho:.4f}"))
-    return rows
-
-
-def generate_dataset(out, scale: float = 0.1, sequences: int | None = None, seed: int = 0,
-                     tiff16: bool = False, width: int = _REF_WIDTH, height: int = _REF_HEIGHT,
-                     overwrite: bool = False, progress_callback=None, camera_randomize: bool = False,
-                     variety: bool = False, workers: int = 1) -> dict:
-    """Writes the synthetic data set; returns {'counts': {class: n}, 'sequences': n, 'files': n}.
-    `camera_randomize`: every run gets its own camera and screen (rheed.camera; frame size included).
-    `variety`: wide geometry ranges and the extra pattern kinds of rheed.synthetic_variety.
-    `workers` > 1 writes runs in that many processes; the files are the same as with one."""
-    if width < 32 or height < 32:
-        raise UserError(f"--width and --height must be >= 32, got {width}x{height}")
-    if workers < 1:
-        raise UserError(f"--workers must be >= 1, got {workers}")
-    plans = plan_runs(scale, sequences, variety)
-    classes = _all_classes() if variety else CLASS_NAMES
-    out = Path(out)
-    _prepare_output(out, overwrite, classes)
-    jobs = [_RunJob(out, plan, i, seed, (width, height), tiff16, camera_randomize, variety)
-            for i, plan in enumerate(plans)]
-    rows = []
-    if workers == 1:
-        results = map(_write_run, jobs)
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-        pool = ProcessPoolExecutor(max_workers=workers)
-        results = pool.map(_write_run, jobs)
-    try:
-        for done, run_rows in enumerate(results, 1):
-            rows.extend(run_rows)
-            if progress_callback is not None:
-                progress_callback(done, len(plans))
-    finally:
-        if workers > 1:
-            pool.shutdown(cancel_futures=True)
-    with open(out / "synthetic_frames.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "fine_class", "sequence", "frame", "progress"])
-        writer.writerows(rows)
-    counts = {c: sum(row[1] == c for row in rows) for c in classes}
-    return {"counts": counts, "sequences": len(plans), "files": len(rows)}
-
-
-def save_contact_sheet(data_dir, out_png, per_class: int = 4, title: str | None = None) -> Path:
-    """Saves a grid of frames (one row per class, spread over the sequences) read back from disk."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    data_dir = Path(data_dir)
-    classes = [c for c in _all_classes() if (data_dir / c).is_dir()] or list(CLASS_NAMES)
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(2.6 * per_class, 2.1 * len(classes)),
-                             squeeze=False)
-    for row, cls in enumerate(classes):
-        files = sorted(f for f in (data_dir / cls).glob("seq*_*.*") if FILE_RE.match(f.name))
-        if not files:
-            raise UserError(f"no generated frames in {data_dir / cls}")
-        picks = [files[int(i)] for i in np.linspace(0, len(files) - 1, per_class).round()]
-        for col, ax in enumerate(axes[row]):
-            ax.axis("off")
-            if col >= len(picks):
-                continue
-            frame = _read_back(picks[col])
-            ax.imshow(frame[::2, ::2], cmap="gray", vmin=0, vmax=255, interpolation="antialiased")
-            ax.set_title(f"{cls}  {picks[col].stem}", fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=72)
-    plt.close(fig)
-    return out_png
-
-
-def _read_back(path: Path) -> np.ndarray:
-    if path.suffix == ".tif":
-        import tifffile
-        return tifffile.imread(path).astype(np.float32) * (255.0 / 4095.0)
-    return np.asarray(Image.open(path))

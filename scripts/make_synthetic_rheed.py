@@ -12,7 +12,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 from rheed.errors import UserError  # noqa: E402
-from rheed.synthetic import DEFAULT_SEQUENCES, generate_dataset, save_contact_sheet  # noqa: E402
+from rheed.synthetic_dataset import DEFAULT_SEQUENCES, generate_dataset, save_contact_sheet  # noqa: E402
 
 
 def get_args_parser():

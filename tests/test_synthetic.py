@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from conftest import REPO, run_cli
 from rheed import synthetic as S
+from rheed import synthetic_dataset as D
 from rheed.errors import UserError
 
 SCRIPT = REPO / "scripts" / "make_synthetic_rheed.py"
@@ -22,7 +23,7 @@ W, H = 128, 96
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("syn") / "data_rheed"
-    S.generate_dataset(out, scale=0.05, sequences=8, seed=0, width=W, height=H)
+    D.generate_dataset(out, scale=0.05, sequences=8, seed=0, width=W, height=H)
     return out
 
 
@@ -50,16 +51,16 @@ def streak_statistic(img: np.ndarray) -> float:
 
 def test_plan_follows_real_proportions():
     for scale, expected in ((1.0, (2003, 567, 671)), (0.1, (200, 57, 67)), (0.05, (100, 28, 34))):
-        plans = S.plan_runs(scale)
+        plans = D.plan_runs(scale)
         layer = sum(p.n_smooth for p in plans if p.kind == "layer")
         smooth = sum(p.n_smooth for p in plans if p.kind == "island")
         rough = sum(p.n_rough for p in plans if p.kind == "island")
         assert (layer, smooth, rough) == expected
-    tiny = S.plan_runs(0.004, sequences=10)  # 8 / 2 / 3 frames: island runs are capped at 2
+    tiny = D.plan_runs(0.004, sequences=10)  # 8 / 2 / 3 frames: island runs are capped at 2
     islands = [p for p in tiny if p.kind == "island"]
     assert len(islands) == 2 and all(p.n_smooth >= 1 and p.n_rough >= 1 for p in islands)
     with pytest.raises(UserError, match="scale"):
-        S.plan_runs(0.0)
+        D.plan_runs(0.0)
 
 
 def test_files_names_and_sequences(dataset):
@@ -94,7 +95,7 @@ def test_files_names_and_sequences(dataset):
 def test_deterministic_for_seed(tmp_path):
     def write(name, seed):
         out = tmp_path / name
-        S.generate_dataset(out, scale=0.005, sequences=2, seed=seed, width=64, height=48)
+        D.generate_dataset(out, scale=0.005, sequences=2, seed=seed, width=64, height=48)
         return {str(f.relative_to(out)): f.read_bytes() for f in sorted(out.rglob("*.png"))}
 
     a, b, c = write("a", 0), write("b", 0), write("c", 1)
@@ -180,7 +181,7 @@ def test_make_growth_run_has_known_transition():
 
 def test_tiff16_keeps_dynamic_range(tmp_path):
     out = tmp_path / "tif"
-    S.generate_dataset(out, scale=0.005, sequences=2, seed=0, tiff16=True, width=96, height=72)
+    D.generate_dataset(out, scale=0.005, sequences=2, seed=0, tiff16=True, width=96, height=72)
     files = sorted(out.rglob("*.tif"))
     assert len(files) == 16 and not list(out.rglob("*.png"))
     for f in files:
@@ -237,7 +238,7 @@ def test_camera_randomisation_varies_every_factor_and_is_deterministic(tmp_path)
 
     first, second = tmp_path / "a", tmp_path / "b"
     for out_dir in (first, second):
-        S.generate_dataset(out_dir, scale=0.005, sequences=2, seed=3, camera_randomize=True)
+        D.generate_dataset(out_dir, scale=0.005, sequences=2, seed=3, camera_randomize=True)
     files = sorted(p.relative_to(first) for p in first.rglob("*.png"))
     assert files and all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
     sizes = {Image.open(first / f).size for f in files}
@@ -249,14 +250,14 @@ def test_variety_writes_every_fine_class_deterministically(tmp_path):
 
     def write(name):
         out = tmp_path / name
-        summary = S.generate_dataset(out, scale=0.01, sequences=4, seed=2, width=96, height=72, variety=True)
+        summary = D.generate_dataset(out, scale=0.01, sequences=4, seed=2, width=96, height=72, variety=True)
         return summary, {str(f.relative_to(out)): f.read_bytes() for f in sorted(out.rglob("*.png"))}
 
     summary, a = write("a")
     _, b = write("b")
     assert a == b
     parallel = tmp_path / "parallel"   # runs written by two processes: the same files
-    S.generate_dataset(parallel, scale=0.01, sequences=4, seed=2, width=96, height=72, variety=True, workers=2)
+    D.generate_dataset(parallel, scale=0.01, sequences=4, seed=2, width=96, height=72, variety=True, workers=2)
     assert {str(f.relative_to(parallel)): f.read_bytes() for f in sorted(parallel.rglob("*.png"))} == a
     assert (parallel / "synthetic_frames.csv").read_bytes() == (tmp_path / "a" / "synthetic_frames.csv").read_bytes()
     assert set(summary["counts"]) == set(S.CLASS_NAMES + VARIETY_CLASSES)
@@ -335,7 +336,7 @@ def test_binary_split_leaves_ambiguous_classes_out(tmp_path):
     from rheed.split import split_dataset
     from rheed.split_layout import AMBIGUOUS_CLASSES, FINE_TO_BINARY
     src = tmp_path / "data"
-    S.generate_dataset(src, scale=0.01, sequences=4, seed=1, width=64, height=48, variety=True)
+    D.generate_dataset(src, scale=0.01, sequences=4, seed=1, width=64, height=48, variety=True)
     assert FINE_TO_BINARY["laue_smooth"] == "smooth" and FINE_TO_BINARY["ring_rough"] == "rough"
     report = split_dataset(src, tmp_path / "split", by_sequence=True, temporal_layer=True, verbose=False)
     n_halo = len(list((src / "amorphous_halo").iterdir()))
