@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_image_folder, run_cli
+from rheed.errors import UserError
 
 FINETUNE = ["main_finetune.py", "--model", "convnextv2_atto", "--data_set", "RHEED", "--input_size", "32",
             "--batch_size", "4", "--device", "cpu", "--num_workers", "0", "--warmup_epochs", "0"]
@@ -120,7 +121,7 @@ def test_output_dir_that_is_a_file_or_read_only(tiny_split, tmp_path, script):
     assert "is a file" in one_line_error(proc)
     assert a_file.read_text() == "x"
     if os.geteuid() == 0:
-        return  # root writes anywhere: the read-only case cannot be staged
+        return  # root writes anywhere: the read-only case is staged in-process below
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -195,3 +196,16 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_earlier_check
     assert len(kept) == 2 and failed not in kept and not list(out.glob(".*.tmp"))
     for path in kept:  # the checkpoints written before the disk filled up are complete
         assert "model" in torch.load(path, weights_only=False)
+
+
+def test_read_only_output_parent_is_refused_even_as_root(tmp_path, monkeypatch):
+    # root may write anywhere, so the permission is faked at the one call that decides it
+    from rheed import runs
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(runs.os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    with pytest.raises(UserError, match=r"--output_dir .*run is not writable \(.*locked does not allow writing\)"):
+        runs.check_output_dir(locked / "run")
+    assert list(locked.iterdir()) == []
+    runs.check_output_dir(tmp_path / "free" / "run")  # a writable parent passes
