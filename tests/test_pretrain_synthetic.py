@@ -25,7 +25,8 @@ def flag(words: list, name: str) -> str:
 
 
 def test_cpu_supervised_dry_run_prints_corpus_split_and_training(tmp_path):
-    proc = run_launcher("pretrain_synthetic.sh", env={"DRY_RUN": "1", "OUT": str(tmp_path / "syn")})
+    proc = run_launcher("pretrain_synthetic.sh", env={"DRY_RUN": "1", "OUT": str(tmp_path / "syn"),
+                                                      "MODE": "supervised"})
     assert proc.returncode == 0, proc.stderr
     generate, split, train = plus_lines(proc.stdout)
     gen = after(generate, "scripts/make_synthetic_rheed.py")
@@ -40,6 +41,16 @@ def test_cpu_supervised_dry_run_prints_corpus_split_and_training(tmp_path):
     assert args.output_dir == str(tmp_path / "syn" / "supervised")
     assert (args.epochs, args.input_size, args.device, args.aug_mode) == (10, 128, "cpu", "rheed")
     assert not (tmp_path / "syn").exists()  # a dry run writes nothing
+
+
+def test_cpu_default_is_fcmae_at_the_measured_lr(tmp_path):
+    proc = run_launcher("pretrain_synthetic.sh", env={"DRY_RUN": "1", "OUT": str(tmp_path / "syn")})
+    assert proc.returncode == 0, proc.stderr
+    train = plus_lines(proc.stdout)[-1]
+    args = main_pretrain.get_args_parser().parse_args(after(train, "main_pretrain.py"))
+    assert (args.lr, args.batch_size, args.epochs, args.background_mode) == (5e-4, 32, 20, "adaptive")
+    assert args.output_dir == str(tmp_path / "syn" / "fcmae")
+    assert not (tmp_path / "syn").exists()
 
 
 def test_gpu_fcmae_dry_run_uses_the_pretrain_launcher(tmp_path):
@@ -65,7 +76,7 @@ def test_bad_settings_are_one_line_errors(tmp_path, env, message):
 
 def test_tiny_supervised_corpus_gives_a_checkpoint_that_fine_tuning_accepts(tmp_path):
     out = tmp_path / "syn"
-    env = {"OUT": str(out), "FRAMES": "200", "EPOCHS": "1", "INPUT_SIZE": "32", "WORKERS": "2",
+    env = {"OUT": str(out), "MODE": "supervised", "FRAMES": "200", "EPOCHS": "1", "INPUT_SIZE": "32", "WORKERS": "2",
            "EXTRA_ARGS": "--min_epoch_size 0 --batch_size 32",
            "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     proc = run_launcher("pretrain_synthetic.sh", env=env, timeout=900)
