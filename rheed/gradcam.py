@@ -74,11 +74,13 @@ class GradCAM:
 
 
 def class_maps(model: torch.nn.Module, x: torch.Tensor, layer: str = DEFAULT_LAYER,
-               top: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Maps for the `top` most probable classes of each image: (maps (N, top, H, W), classes (N, top), probs)."""
+               top: int = 2, probs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maps for the `top` most probable classes of each image: (maps (N, top, H, W), classes (N, top), probs).
+    `probs`: the class probabilities to rank by when the caller has them (else the model's softmax)."""
     with GradCAM(model, layer) as cam:
-        with torch.no_grad():
-            probs = torch.softmax(model(x).float(), dim=1).cpu().numpy()
+        if probs is None:
+            with torch.no_grad():
+                probs = torch.softmax(model(x).float(), dim=1).cpu().numpy()
         classes = np.argsort(-probs, axis=1, kind="stable")[:, :top]
         maps = np.stack([cam(x, classes[:, j])[0] for j in range(classes.shape[1])], axis=1)
     return maps, classes, probs
@@ -136,10 +138,11 @@ def run_gradcam(checkpoint: str | Path, images: Sequence[str | Path], out_dir: s
     classifier = load_classifier(checkpoint, device=device, use_ema=use_ema)
     layer = layer or getattr(classifier.model, "gradcam_layer", DEFAULT_LAYER)
     x = classifier.preprocess([classifier.loader(str(p)) for p in images]).to(classifier.device)
-    maps, classes, _ = class_maps(classifier.model, x, layer, top=min(2, len(classifier.class_names)))
-    # report the probabilities predict.py and the test predictions give: with the checkpoint's temperature
-    # (and flip averaging when it was evaluated that way); the temperature does not change the ranking
+    # rank and report by the probabilities predict.py and the test predictions give: with the checkpoint's
+    # temperature (and flip averaging when it was evaluated that way)
     probs = classifier.predict_tensor(x)
+    maps, classes, probs = class_maps(classifier.model, x, layer, top=min(2, len(classifier.class_names)),
+                                      probs=probs)
     frames = displayable(x.cpu(), classifier.transform)
 
     out_dir = Path(out_dir)
