@@ -19,6 +19,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from models import convnextv2  # noqa: E402
+from rheed.augment import BACKGROUND_MODES  # noqa: E402
 from rheed.inference import load_classifier  # noqa: E402
 from rheed.predict import PredictOptions, predict_input  # noqa: E402
 from rheed.synthetic import make_growth_run, quantize  # noqa: E402
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
-    parser.add_argument("--background_mode", default="", choices=("", "global", "local", "auto", "adaptive"),
+    parser.add_argument("--background_mode", default="", choices=("",) + BACKGROUND_MODES,
                         help="empty: upstream's evaluation transform; else a checkpoint of the RHEED launchers "
                              "(--aug_mode rheed --subtract_background true with this mode)")
     args = parser.parse_args()

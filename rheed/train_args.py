@@ -1,6 +1,7 @@
 """Command-line options that main_pretrain.py and main_finetune.py add to upstream's, defined once."""
 import argparse
 
+from rheed.augment import BACKGROUND_MODES
 from rheed.imageio import SCALING_MODES
 from utils import str2bool
 
@@ -17,7 +18,7 @@ def add_frame_args(parser: argparse.ArgumentParser) -> None:
                         help="set each whole frame's diffuse background to zero before cropping and scale the "
                              'pattern, in place of the mean/std normalisation (rheed.augment.SubtractBackground; '
                              'fine-tuning needs --aug_mode rheed); pre-train with it when fine-tuning will use it')
-    parser.add_argument('--background_mode', default='global', choices=('global', 'local', 'auto', 'adaptive'),
+    parser.add_argument('--background_mode', default='global', choices=BACKGROUND_MODES,
                         help='with --subtract_background: global = one level per frame; local = first remove the '
                              'slowly varying background (glow, vignetting, screen edge) by a grey opening; auto = '
                              'global, or local for a frame where the global level leaves under 0.3 %% of the pixels; '
