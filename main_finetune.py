@@ -260,7 +260,7 @@ def run_identity(args) -> dict:
     return runs.run_identity('finetune', args.model, args.data_path)
 
 
-def eval_loader(dataset, args):
+def eval_loader(dataset, args, persistent=False):
     if args.dist_eval:
         num_tasks = utils.get_world_size()
         if len(dataset) % num_tasks != 0:
@@ -271,7 +271,8 @@ def eval_loader(dataset, args):
     else:
         sampler = torch.utils.data.SequentialSampler(dataset)
     return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=args.batch_size,
-                                       num_workers=args.num_workers, pin_memory=args.pin_mem, drop_last=False)
+                                       num_workers=args.num_workers, pin_memory=args.pin_mem, drop_last=False,
+                                       persistent_workers=persistent and args.num_workers > 0)
 
 
 def selection_value(stats: dict, metric: str, epoch: int):
@@ -361,11 +362,12 @@ def main(args):
     args.pin_mem = args.pin_mem and device.type == 'cuda'
     data_loader_train = torch.utils.data.DataLoader(
         epoch_set, sampler=sampler_train, batch_size=args.batch_size, num_workers=args.num_workers,
-        pin_memory=args.pin_mem, drop_last=True)
+        pin_memory=args.pin_mem, drop_last=True, persistent_workers=args.num_workers > 0)
     if not args.eval and len(data_loader_train) == 0:
         raise UserError(f"the training set has {len(dataset_train)} images per process, fewer than one batch "
                         f"(--batch_size {args.batch_size}); use a smaller --batch_size")
-    data_loader_val = eval_loader(dataset_val, args) if dataset_val is not None else None
+    # training and validation run every epoch: their workers stay alive between epochs (test runs once)
+    data_loader_val = eval_loader(dataset_val, args, persistent=not args.eval) if dataset_val is not None else None
     data_loader_test = eval_loader(dataset_test, args) if dataset_test is not None else None
 
     mixup_fn = None
