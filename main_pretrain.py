@@ -259,7 +259,7 @@ def main(args):
     # timm's add_weight_decay, as upstream: no decay for 1-D tensors and biases only
     # (GRN gamma/beta and mask_token are decayed; see docs/UPSTREAM_DIFF.md).
     param_groups = add_weight_decay(model_without_ddp, args.weight_decay)
-    optimizer = torch.optim.AdamW(param_groups, lr=args.lr, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(param_groups, lr=args.lr, betas=(0.9, 0.95), fused=args.fused_optimizer or None)
     print(optimizer)
     amp_dtype = utils.get_amp_dtype(args.amp_dtype)
     use_amp = args.use_amp and device.type == 'cuda'

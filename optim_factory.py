@@ -133,6 +133,10 @@ def create_optimizer(args, model, get_num_layer=None, get_layer_scale=None, filt
     if getattr(args, 'opt_betas', None) is not None:
         opt_args['betas'] = args.opt_betas
     momentum = getattr(args, 'momentum', 0.9)
+    if getattr(args, 'fused_optimizer', False):
+        if name not in ('adam', 'adamw'):
+            raise UserError(f"--fused_optimizer true works with --opt adam or adamw, not {args.opt}")
+        opt_args['fused'] = True
 
     try:
         if name in ('sgd', 'nesterov'):

@@ -32,13 +32,16 @@ def add_frame_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_run_args(parser: argparse.ArgumentParser, amp_dtype: str) -> None:
-    """Output-folder ownership and the speed options (channels_last, compile, mixed precision)."""
+    """Output-folder ownership and the speed options (channels_last, compile, fused optimizer, mixed precision)."""
     parser.add_argument('--overwrite', type=str2bool, default=False,
                         help='replace the files of another run in --output_dir (default: refuse and name its owner)')
     parser.add_argument('--channels_last', type=str2bool, default=False,
                         help='channels_last memory format for the model (faster convolutions on recent GPUs)')
     parser.add_argument('--compile', type=str2bool, default=False,
                         help='torch.compile the model (first steps are slow while it compiles)')
+    parser.add_argument('--fused_optimizer', type=str2bool, default=False,
+                        help='use the fused (single-kernel) implementation of Adam/AdamW where torch has one '
+                             '(same update; fewer kernel launches on the GPU)')
     parser.add_argument('--use_amp', type=str2bool, default=False,
                         help='mixed-precision autocast on CUDA (ignored on the CPU)')
     parser.add_argument('--amp_dtype', default=amp_dtype, choices=('float16', 'bfloat16'),

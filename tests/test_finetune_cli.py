@@ -215,8 +215,8 @@ def plain_run(tiny_split, tmp_path_factory):
     return json.loads((out / "log.txt").read_text().splitlines()[0])
 
 
-@pytest.mark.parametrize("flag", ["--channels_last", "--compile"])
-def test_channels_last_and_compile_train_the_same_numbers(tiny_split, tmp_path, plain_run, flag):
+@pytest.mark.parametrize("flag", ["--channels_last", "--compile", "--fused_optimizer"])
+def test_speed_options_train_the_same_numbers(tiny_split, tmp_path, plain_run, flag):
     """Speed options must not change the result: one epoch with the option equals one epoch without."""
     run_cli(BASE + ["--data_path", tiny_split, "--output_dir", tmp_path, flag, "true"] + SPEED_RUN, check=True)
     log = json.loads((tmp_path / "log.txt").read_text().splitlines()[0])
@@ -234,3 +234,14 @@ def test_eval_input_mismatch_names_the_training_flags():
     assert eval_input_mismatch(trained, evaluating) == ["--aug_mode rheed", "--subtract_background true"]
     assert eval_input_mismatch(trained, dict(trained, lr=1.0)) == []  # training-only flags do not matter
     assert eval_input_mismatch({"input_size": 64}, {"aug_mode": "rheed"}) == []  # unknown to one side: skipped
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_validation_workers_stay_alive_between_epochs_only_with_workers(workers):
+    import argparse
+
+    import main_finetune
+    args = argparse.Namespace(dist_eval=False, batch_size=4, num_workers=workers, pin_mem=False)
+    data = torch.utils.data.TensorDataset(torch.zeros(6, 1))
+    assert main_finetune.eval_loader(data, args, persistent=True).persistent_workers == (workers > 0)
+    assert not main_finetune.eval_loader(data, args).persistent_workers  # the test split runs once

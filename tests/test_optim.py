@@ -137,3 +137,27 @@ def test_layer_decay_kept_without_weight_decay():
     assert len(scales) == num_layers + 1 and set(scales) <= set(values)
     assert min(scales) < 1e-3 and max(scales) == 1.0  # stem far below the head
     assert all(g['weight_decay'] == 0.0 for g in optimizer.param_groups)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fused_optimizer_makes_the_same_updates(name):
+    models_out = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = convnextv2.convnextv2_atto(num_classes=2)
+        optimizer = create_optimizer(opt_args(opt=name, fused_optimizer=fused), model)
+        assert all(g.get("fused") == (True if fused else None) for g in optimizer.param_groups)
+        for step in range(3):
+            x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(step))
+            optimizer.zero_grad()
+            model(x).logsumexp(dim=1).mean().backward()
+            optimizer.step()
+        models_out.append(model.state_dict())
+    plain, fused = models_out
+    for key in plain:
+        torch.testing.assert_close(fused[key], plain[key], rtol=1e-5, atol=1e-6)
+
+
+def test_fused_optimizer_refused_for_sgd():
+    with pytest.raises(UserError, match="--fused_optimizer true works with --opt adam or adamw"):
+        create_optimizer(opt_args(opt="sgd", fused_optimizer=True), torch.nn.Linear(2, 2))

@@ -201,7 +201,7 @@ def test_shared_frame_and_run_flags_agree_with_fine_tuning():
     pre = vars(main_pretrain.get_args_parser().parse_args([]))
     fine = vars(main_finetune.get_args_parser().parse_args([]))
     shared = ('bit_scaling', 'bit_max', 'skip_corrupt', 'subtract_background', 'frame_cache', 'frame_cache_dir',
-              'overwrite', 'channels_last', 'compile', 'use_amp')
+              'overwrite', 'channels_last', 'compile', 'fused_optimizer', 'use_amp')
     assert {k: pre[k] for k in shared} == {k: fine[k] for k in shared}
     # the one intended difference: bfloat16 for FCMAE (no loss scaling), float16 as upstream for fine-tuning
     assert (pre['amp_dtype'], fine['amp_dtype']) == ('bfloat16', 'float16')
