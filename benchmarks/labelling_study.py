@@ -13,7 +13,8 @@ The pool is the split's train/ frames, linked into one flat folder under neutral
 only to play the labeller who fills in selection.csv (then scripts/label_frames.py places the frames).
 val/ and test/ stay as they are. Every model is trained by scripts/run_finetune_cpu.sh with its defaults
 and --seed S; set the launcher's variables (EPOCHS, INPUT_SIZE, ...) in the environment to change them for
-every run. A run whose test_metrics.json exists is reused, so an interrupted study continues.
+every run. A run whose test_metrics.json exists is reused, so an interrupted study continues; a pseudo-label
+round that accepts no frame reports the selection arm's run (same training set and seed).
 
     python benchmarks/labelling_study.py --split VAR_SPLIT --out STUDY --budgets 10 20 50 --seeds 0 1 2 \\
         --pattern '(?P<sequence>seq\\d+)_(?P<frame>\\d+)' --extra_test XD
@@ -228,7 +229,10 @@ def study_seed(args, pool: Path, labels: dict, seed: int) -> list:
         for b in budgets:
             data, run = selected[b]
             extended = pseudo_split(args, run, data, pool, base / f"pseudo{b}" / "data")
-            rows.append(record(args, "pseudo", b, seed, extended, train(args, extended, base / f"pseudo{b}" / "run", seed)))
+            if any(Path(p).name.startswith("pseudo__") for p in list_images(extended / "train")):
+                run = train(args, extended, base / f"pseudo{b}" / "run", seed)
+            # else no frame was accepted: the same training set and seed as the selection arm's run, reused
+            rows.append(record(args, "pseudo", b, seed, extended, run))
     return rows
 
 
