@@ -56,6 +56,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="file-name regex with named groups sequence and frame for the split's frames")
     parser.add_argument("--extra_test", type=Path, default=None,
                         help="a second test folder (<class>/ sub-folders), e.g. frames from another camera")
+    parser.add_argument("--uncertain_fraction", type=float, default=0.5, help="select_frames.py --uncertain_fraction")
     parser.add_argument("--threshold", type=float, default=0.95, help="pseudo_label.py --threshold")
     parser.add_argument("--python", default=sys.executable)
     return parser
@@ -154,7 +155,8 @@ def select_more(args, model_run: Path, pool: Path, labels: dict, have: list, n_n
     chosen = work / "chosen"
     if not (chosen / "selection.csv").is_file():
         run_command([args.python, "scripts/select_frames.py", "--checkpoint", model_run / "checkpoint-best.pth",
-                     "--pool", unlabeled, "--budget", n_new, "--out", chosen, "--seed", seed], work / "select.log")
+                     "--pool", unlabeled, "--budget", n_new, "--out", chosen, "--seed", seed,
+                     "--uncertain_fraction", args.uncertain_fraction], work / "select.log")
     with open(chosen / "selection.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
