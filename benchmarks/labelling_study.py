@@ -19,7 +19,9 @@ round that accepts no frame reports the selection arm's run (same training set a
     python benchmarks/labelling_study.py --split VAR_SPLIT --out STUDY --budgets 10 20 50 --seeds 0 1 2 \\
         --pattern '(?P<sequence>seq\\d+)_(?P<frame>\\d+)' --extra_test XD
 
-Writes STUDY/results.csv, STUDY/learning_curve.png and prints a mean +- std table.
+Writes STUDY/results.csv (rows of earlier calls on the same folder are kept, so a second call with another
+--uncertain_fraction adds its arms 'selection-u<F>' / 'pseudo-u<F>'), STUDY/learning_curve.png and prints a
+mean +- std table.
 """
 import argparse
 import csv
@@ -185,7 +187,7 @@ def pseudo_split(args, model_run: Path, labelled_split: Path, pool: Path, dst: P
     if not (dst / "train").is_dir():
         run_command([args.python, "scripts/pseudo_label.py", "--checkpoint", model_run / "checkpoint-best.pth",
                      "--pool", pool, "--split", labelled_split, "--out", dst, "--threshold", args.threshold],
-                    dst.parent / f"{dst.name}.log")
+                    dst.parent / "pseudo_label.log")
     return dst
 
 
@@ -212,30 +214,51 @@ def study_seed(args, pool: Path, labels: dict, seed: int) -> list:
     random_splits = {}
     for b in budgets if "random" in args.arms else budgets[:1]:   # the smallest one starts the other arms
         random_splits[b] = make_split(args.split, pool, labels, random_subset(labels, b, seed),
-                                      base / f"random{b}" / "data")
-        run = train(args, random_splits[b], base / f"random{b}" / "run", seed)
+                                      base / "random" / f"budget{b}" / "data")
+        run = train(args, random_splits[b], base / "random" / f"budget{b}" / "run", seed)
         rows.append(record(args, "random", b, seed, random_splits[b], run))
-    selected = {budgets[0]: (random_splits[budgets[0]], base / f"random{budgets[0]}" / "run")}
+    selected = {budgets[0]: (random_splits[budgets[0]], base / "random" / f"budget{budgets[0]}" / "run")}
+    suffix = "" if args.uncertain_fraction == 0.5 else f"-u{args.uncertain_fraction:g}"
+    sel_arm, pseudo_arm = "selection" + suffix, "pseudo" + suffix
     if "selection" in args.arms or "pseudo" in args.arms:
         for prev, b in zip(budgets, budgets[1:]):
             prev_split, prev_run = selected[prev]
-            work = base / f"selection{b}"
+            work = base / sel_arm / f"budget{b}"
             have, filled = select_more(args, prev_run, pool, labels, labelled_names(prev_split), b - prev, seed, work)
             data = place_selection(args, prev_split, filled, work / "data")
             if len(labelled_names(data)) != len(have):
                 raise SystemExit(f"error: {data} has {len(labelled_names(data))} labelled frames, expected {len(have)}")
             selected[b] = (data, train(args, data, work / "run", seed))
             if "selection" in args.arms:
-                rows.append(record(args, "selection", b, seed, *selected[b]))
+                rows.append(record(args, sel_arm, b, seed, *selected[b]))
     if "pseudo" in args.arms:
         for b in budgets:
             data, run = selected[b]
-            extended = pseudo_split(args, run, data, pool, base / f"pseudo{b}" / "data")
+            extended = pseudo_split(args, run, data, pool, base / pseudo_arm / f"budget{b}" / "data")
             if any(Path(p).name.startswith("pseudo__") for p in list_images(extended / "train")):
-                run = train(args, extended, base / f"pseudo{b}" / "run", seed)
+                run = train(args, extended, base / pseudo_arm / f"budget{b}" / "run", seed)
             # else no frame was accepted: the same training set and seed as the selection arm's run, reused
-            rows.append(record(args, "pseudo", b, seed, extended, run))
+            rows.append(record(args, pseudo_arm, b, seed, extended, run))
     return rows
+
+
+def read_results(path: Path) -> list:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key in ("budget", "seed", "labelled", "pseudo_labelled"):
+            row[key] = int(row[key])
+        for key in RESULT_COLUMNS[5:-1]:
+            row[key] = float(row[key]) if row[key] else None
+    return rows
+
+
+def merge_results(rows: list, new: list) -> list:
+    """rows with every (arm, budget, seed) of `new` replaced by the new row."""
+    keys = {(r["arm"], r["budget"], r["seed"]) for r in new}
+    return [r for r in rows if (r["arm"], r["budget"], r["seed"]) not in keys] + new
 
 
 def mean_sd(values: list) -> str:
@@ -251,7 +274,7 @@ def summarise(rows: list, out: Path, extra: bool) -> None:
     keys = ["test_macro_f1", "test_roc_auc"] + (["extra_macro_f1", "extra_roc_auc"] if extra else [])
     print("| arm | labelled | pseudo-labelled (mean) | " + " | ".join(keys) + " |")
     print("|---|---|---|" + "---|" * len(keys))
-    for arm in ARMS:
+    for arm in dict.fromkeys(r["arm"] for r in rows):
         for b in sorted({r["budget"] for r in rows if r["arm"] == arm}):
             group = [r for r in rows if r["arm"] == arm and r["budget"] == b]
             pseudo = statistics.mean(r["pseudo_labelled"] for r in group)
@@ -266,7 +289,7 @@ def plot(rows: list, out: Path, keys: list) -> None:
     fig = new_figure(4.2 * len(keys), 3.4)
     for k, key in enumerate(keys):
         ax = fig.add_subplot(1, len(keys), k + 1)
-        for arm, marker in zip(ARMS, "osd"):
+        for arm, marker in zip(dict.fromkeys(r["arm"] for r in rows), "osd^v<>"):
             budgets = sorted({r["budget"] for r in rows if r["arm"] == arm})
             if not budgets:
                 continue
@@ -277,6 +300,7 @@ def plot(rows: list, out: Path, keys: list) -> None:
             for b, v in zip(budgets, values):
                 ax.scatter([b] * len(v), v, s=8, alpha=0.4, color=line[0].get_color())
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(sorted({r["budget"] for r in rows}))
         ax.set_xticklabels([str(b) for b in sorted({r["budget"] for r in rows})])
         ax.set_xlabel("labelled frames")
@@ -300,9 +324,9 @@ def main(argv=None) -> None:
     labels = build_pool(args.split, pool, args.pattern)
     if budgets[-1] >= len(labels):
         raise SystemExit(f"error: the largest budget ({budgets[-1]}) must be below the pool size ({len(labels)})")
-    rows = []
+    rows = read_results(args.out / "results.csv")   # earlier calls (e.g. another --uncertain_fraction) stay
     for seed in args.seeds:
-        rows += study_seed(args, pool, labels, seed)
+        rows = merge_results(rows, study_seed(args, pool, labels, seed))
         with open(args.out / "results.csv", "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
             writer.writeheader()

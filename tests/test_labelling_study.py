@@ -52,24 +52,34 @@ def test_study_runs_every_arm_without_leaking_labels_or_held_out_frames(tmp_path
     # the selector saw neutral names only, and the selection arm grew the random start set
     pool = sorted(p.name for p in (out / "pool").iterdir())
     assert len(pool) == 30 and not any("rough" in n or "smooth" in n for n in pool)
-    start = set(labelling_study.labelled_names(out / "seed0" / "random4" / "data"))
-    grown = set(labelling_study.labelled_names(out / "seed0" / "selection8" / "data"))
+    start = set(labelling_study.labelled_names(out / "seed0" / "random" / "budget4" / "data"))
+    grown = set(labelling_study.labelled_names(out / "seed0" / "selection" / "budget8" / "data"))
     assert start < grown and len(grown) == 8
-    chosen = list(csv.DictReader(open(out / "seed0" / "selection8" / "chosen" / "selection.csv")))
+    chosen = list(csv.DictReader(open(out / "seed0" / "selection" / "budget8" / "chosen" / "selection.csv")))
     assert len(chosen) == 4 and all(r["label"] == "" for r in chosen)  # the oracle fills a copy
-    for r in csv.DictReader(open(out / "seed0" / "selection8" / "chosen" / "selection_labelled.csv")):
+    for r in csv.DictReader(open(out / "seed0" / "selection" / "budget8" / "chosen" / "selection_labelled.csv")):
         name = os.path.basename(r["path"])
-        assert (out / "seed0" / "selection8" / "data" / "train" / r["label"] / name).is_file()
+        assert (out / "seed0" / "selection" / "budget8" / "data" / "train" / r["label"] / name).is_file()
 
     # no val/test frame reached any training folder
     held_out = {os.stat(p).st_ino for s in ("val", "test") for p in (split / s).rglob("*.png")}
-    trained = {os.stat(p).st_ino for p in out.glob("seed0/*/data/train/*/*.png")}
+    trained = {os.stat(p).st_ino for p in out.glob("seed0/*/*/data/train/*/*.png")}
     assert held_out and not held_out & trained
 
     # a second call reuses the finished runs
-    logs = {p: p.stat().st_mtime_ns for p in out.glob("seed0/*/run.log")}
+    logs = {p: p.stat().st_mtime_ns for p in out.glob("seed0/*/*/run.log")}
     labelling_study.main(argv)
     assert len(logs) == 5 and all(p.stat().st_mtime_ns == t for p, t in logs.items())
+
+    # another selection setting adds its own arm next to the earlier rows
+    labelling_study.main(argv + ["--arms", "selection", "--uncertain_fraction", "0"])
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert sorted((r["arm"], r["budget"]) for r in rows) == [("pseudo", "4"), ("pseudo", "8"), ("random", "4"),
+                                                             ("random", "8"), ("selection", "8"),
+                                                             ("selection-u0", "8")]
+    assert all(p.stat().st_mtime_ns == t for p, t in logs.items())
+    diverse = list(csv.DictReader(open(out / "seed0" / "selection-u0" / "budget8" / "chosen" / "selection.csv")))
+    assert len(diverse) == 4 and {r["reason"] for r in diverse} == {"diverse"}
 
 
 def test_bad_budgets_are_refused(tmp_path):
