@@ -28,6 +28,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -91,7 +92,7 @@ def build_pool(split: Path, pool: Path, pattern: str | None) -> dict:
 
 
 def random_subset(labels: dict, n: int, seed: int) -> list:
-    """n pool names, class shares as in the pool, at least 2 of each class (a fixed function of n and seed)."""
+    """n pool names with the pool's class shares, at least 2 of the rarer class (fixed by n and seed)."""
     rng = random.Random(1000 * n + seed)
     by_class = {c: sorted(k for k, v in labels.items() if v == c) for c in sorted(set(labels.values()))}
     rare = min(by_class, key=lambda c: len(by_class[c]))
@@ -101,15 +102,25 @@ def random_subset(labels: dict, n: int, seed: int) -> list:
     return sorted(picked + rng.sample(rest, n - n_rare))
 
 
+def fresh(dst: Path) -> Path:
+    """An empty folder next to dst to build it in; renamed to dst when complete (an interrupted build is redone)."""
+    partial = dst.with_name(dst.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    return partial
+
+
 def make_split(split: Path, pool: Path, labels: dict, names: list, dst: Path) -> Path:
     """dst/train/<class>/ = the chosen pool frames; dst/val, dst/test = links of the split's."""
-    if (dst / "train").is_dir():
+    if dst.is_dir():
         return dst
+    partial = fresh(dst)
     for name in names:
-        place_file(str(pool / name), dst / "train" / labels[name] / name, copy=False)
+        place_file(str(pool / name), partial / "train" / labels[name] / name, copy=False)
     for held in ("val", "test"):
         for path in list_images(split / held):
-            place_file(path, dst / held / Path(path).relative_to(split / held), copy=False)
+            place_file(path, partial / held / Path(path).relative_to(split / held), copy=False)
+    partial.rename(dst)
     return dst
 
 
@@ -152,8 +163,10 @@ def select_more(args, model_run: Path, pool: Path, labels: dict, have: list, n_n
     selection.csv's labels. Returns (pool names labelled after the round, the filled-in CSV)."""
     unlabeled = work / "unlabeled"
     if not unlabeled.is_dir():
+        partial = fresh(unlabeled)
         for name in sorted(set(labels) - set(have)):
-            place_file(str(pool / name), unlabeled / name, copy=False)
+            place_file(str(pool / name), partial / name, copy=False)
+        partial.rename(unlabeled)
     chosen = work / "chosen"
     if not (chosen / "selection.csv").is_file():
         run_command([args.python, "scripts/select_frames.py", "--checkpoint", model_run / "checkpoint-best.pth",
@@ -173,13 +186,15 @@ def select_more(args, model_run: Path, pool: Path, labels: dict, have: list, n_n
 
 def place_selection(args, start_split: Path, filled_csv: Path, dst: Path) -> Path:
     """dst = start_split (linked) + the frames of the filled-in CSV, placed by label_frames.py."""
-    if (dst / "train").is_dir():
+    if dst.is_dir():
         return dst
+    partial = fresh(dst)
     for path in list_images(start_split):
-        place_file(path, dst / Path(path).relative_to(start_split), copy=False)
+        place_file(path, partial / Path(path).relative_to(start_split), copy=False)
     classes = sorted(p.name for p in (start_split / "train").iterdir() if p.is_dir())
-    run_command([args.python, "scripts/label_frames.py", "--csv", filled_csv, "--dst", dst / "train",
+    run_command([args.python, "scripts/label_frames.py", "--csv", filled_csv, "--dst", partial / "train",
                  "--labels", *classes], dst.parent / f"{dst.name}_label.log")
+    partial.rename(dst)
     return dst
 
 
