@@ -91,3 +91,17 @@ def test_bad_budgets_are_refused(tmp_path):
             assert str(e).startswith("error:")
         else:
             raise AssertionError(f"budgets {budgets} accepted")
+
+
+def test_an_interrupted_split_is_rebuilt_not_reused(tmp_path):
+    split = make_video_split(tmp_path / "split", np.random.default_rng(2))
+    pool = tmp_path / "pool"
+    labels = labelling_study.build_pool(split, pool, r"(?P<sequence>g\d)_(?P<frame>\d+)")
+    dst = tmp_path / "random" / "budget4" / "data"
+    (dst.parent / "data.partial" / "train" / "rough").mkdir(parents=True)  # left by a killed run
+    (dst.parent / "data.partial" / "train" / "rough" / "stale.png").write_bytes(b"")
+    names = labelling_study.random_subset(labels, 4, seed=0)
+    labelling_study.make_split(split, pool, labels, names, dst)
+    assert labelling_study.labelled_names(dst) == names
+    assert not (dst.parent / "data.partial").exists()
+    assert len(list((dst / "test").rglob("*.png"))) == 6
