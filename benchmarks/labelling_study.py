@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from rheed.imageio import list_images  # noqa: E402
 from rheed.naming import parse_sequence_frame  # noqa: E402
+from rheed.pseudo_label import PSEUDO_PREFIX  # noqa: E402
 from rheed.split import place_file  # noqa: E402
 
 ARMS = ("random", "selection", "pseudo")
@@ -124,8 +125,14 @@ def make_split(split: Path, pool: Path, labels: dict, names: list, dst: Path) ->
     return dst
 
 
+def train_names(split_dir: Path, pseudo: bool = False) -> list:
+    """File names in split_dir/train/: the labelled frames, or with `pseudo` the pseudo-labelled ones."""
+    return sorted(name for name in (Path(p).name for p in list_images(split_dir / "train"))
+                  if name.startswith(PSEUDO_PREFIX) == pseudo)
+
+
 def labelled_names(split_dir: Path) -> list:
-    return sorted(Path(p).name for p in list_images(split_dir / "train") if not Path(p).name.startswith("pseudo__"))
+    return train_names(split_dir)
 
 
 def train(args, data: Path, run: Path, seed: int) -> Path:
@@ -138,7 +145,7 @@ def train(args, data: Path, run: Path, seed: int) -> Path:
 def evaluate_extra(args, run: Path, data: Path) -> dict:
     """main_finetune.py --eval on --extra_test with the evaluation-input settings stored in the checkpoint."""
     import utils
-    from rheed.inference import EVAL_INPUT_KEYS
+    from rheed.inference import EVAL_INPUT_KEYS, flag_value
 
     out = run / "extra_test"
     written = sorted(out.glob("eval/*/test_metrics.json"))   # --eval writes into a new eval/<time>/ folder
@@ -149,18 +156,17 @@ def evaluate_extra(args, run: Path, data: Path) -> dict:
                "--test_data_path", args.extra_test, "--output_dir", out, "--frame_cache", "false",
                "--num_workers", os.environ.get("NUM_WORKERS", "2"), "--pin_mem", "false"]
         for key in EVAL_INPUT_KEYS:
-            value = stored.get(key)
-            if value is not None:
-                cmd += [f"--{key}", str(value).lower() if isinstance(value, bool) else value]
+            if stored.get(key) is not None:
+                cmd += [f"--{key}", flag_value(stored[key])]
         run_command(cmd, out.with_suffix(".log"))
         written = sorted(out.glob("eval/*/test_metrics.json"))
     return json.loads(written[-1].read_text())
 
 
 def select_more(args, model_run: Path, pool: Path, labels: dict, have: list, n_new: int, seed: int,
-                work: Path) -> tuple[list, Path]:
+                work: Path) -> Path:
     """One selection round: select_frames.py on the unlabeled rest of the pool, then the oracle fills in
-    selection.csv's labels. Returns (pool names labelled after the round, the filled-in CSV)."""
+    selection.csv's labels. Returns the filled-in CSV."""
     unlabeled = work / "unlabeled"
     if not unlabeled.is_dir():
         partial = fresh(unlabeled)
@@ -181,7 +187,7 @@ def select_more(args, model_run: Path, pool: Path, labels: dict, have: list, n_n
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    return sorted(set(have) | {Path(r["path"]).name for r in rows}), filled
+    return filled
 
 
 def place_selection(args, start_split: Path, filled_csv: Path, dst: Path) -> Path:
@@ -208,9 +214,8 @@ def pseudo_split(args, model_run: Path, labelled_split: Path, pool: Path, dst: P
 
 def record(args, arm: str, budget: int, seed: int, data: Path, run: Path) -> dict:
     test = json.loads((run / "test_metrics.json").read_text())
-    train_files = [Path(p).name for p in list_images(data / "train")]
     row = {"arm": arm, "budget": budget, "seed": seed, "labelled": len(labelled_names(data)),
-           "pseudo_labelled": sum(n.startswith("pseudo__") for n in train_files),
+           "pseudo_labelled": len(train_names(data, pseudo=True)),
            "test_macro_f1": test["macro_f1"], "test_roc_auc": test.get("roc_auc"),
            "extra_macro_f1": None, "extra_roc_auc": None, "run": str(run)}
     if args.extra_test is not None:
@@ -239,10 +244,8 @@ def study_seed(args, pool: Path, labels: dict, seed: int) -> list:
         for prev, b in zip(budgets, budgets[1:]):
             prev_split, prev_run = selected[prev]
             work = base / sel_arm / f"budget{b}"
-            have, filled = select_more(args, prev_run, pool, labels, labelled_names(prev_split), b - prev, seed, work)
-            data = place_selection(args, prev_split, filled, work / "data")
-            if len(labelled_names(data)) != len(have):
-                raise SystemExit(f"error: {data} has {len(labelled_names(data))} labelled frames, expected {len(have)}")
+            filled = select_more(args, prev_run, pool, labels, labelled_names(prev_split), b - prev, seed, work)
+            data = place_selection(args, prev_split, filled, work / "data")   # label_frames.py checks every row
             selected[b] = (data, train(args, data, work / "run", seed))
             if "selection" in args.arms:
                 rows.append(record(args, sel_arm, b, seed, *selected[b]))
@@ -250,7 +253,7 @@ def study_seed(args, pool: Path, labels: dict, seed: int) -> list:
         for b in budgets:
             data, run = selected[b]
             extended = pseudo_split(args, run, data, pool, base / pseudo_arm / f"budget{b}" / "data")
-            if any(Path(p).name.startswith("pseudo__") for p in list_images(extended / "train")):
+            if train_names(extended, pseudo=True):
                 run = train(args, extended, base / pseudo_arm / f"budget{b}" / "run", seed)
             # else no frame was accepted: the same training set and seed as the selection arm's run, reused
             rows.append(record(args, pseudo_arm, b, seed, extended, run))

@@ -27,10 +27,15 @@ EVAL_INPUT_KEYS = ("input_size", "aug_mode", "subtract_background", "background_
                    "imagenet_default_mean_and_std")
 
 
+def flag_value(value) -> str:
+    """A stored argument as it is written on the command line (booleans as true/false)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def eval_input_mismatch(ckpt_args: dict, args: dict) -> list[str]:
     """The evaluation-input flags whose value differs from the checkpoint's run, as '--key value' of the run.
     An evaluation with other preprocessing than training measures another input, not the model."""
-    return [f"--{key} {str(ckpt_args[key]).lower() if isinstance(ckpt_args[key], bool) else ckpt_args[key]}"
+    return [f"--{key} {flag_value(ckpt_args[key])}"
             for key in EVAL_INPUT_KEYS
             if key in ckpt_args and key in args and ckpt_args[key] != args[key]]
 
