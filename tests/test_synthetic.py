@@ -168,6 +168,46 @@ def test_render_frame_noise_and_range():
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
+def test_shot_noise_has_poisson_mean_and_variance_on_both_sides_of_the_switch():
+    rng = np.random.default_rng(0)
+    for lam in (2.0, 12.0, S.NORMAL_SHOT_NOISE_FROM, 400.0):
+        counts = S.shot_noise(np.full(200_000, lam, np.float32), rng)
+        assert counts.dtype == np.float32 and counts.min() >= 0
+        assert np.array_equal(counts, np.round(counts))                       # whole photons
+        assert abs(counts.mean() - lam) < 4 * np.sqrt(lam / counts.size)
+        assert abs(counts.var() / lam - 1.0) < 0.03
+    mixed = np.array([0.0, 1.0, 50.0, 900.0], np.float32).repeat(1000)
+    a, b = S.shot_noise(mixed, np.random.default_rng(7)), S.shot_noise(mixed, np.random.default_rng(7))
+    assert np.array_equal(a, b) and np.all(a[:1000] == 0)
+
+
+def test_kikuchi_lines_match_the_full_frame_profile():
+    rng = np.random.default_rng(4)
+    p = S.random_params(rng, 200, 150)
+    y, x = np.arange(150, dtype=np.float32), np.arange(200, dtype=np.float32)
+    fast = np.zeros((150, 200), np.float32)
+    S._add_kikuchi(fast, p, 0.7, y, x)
+    slow = np.zeros_like(fast)
+    y_spec = p.y_shadow - p.laue_radius
+    for angle, offset, amp, width in p.kikuchi:
+        for side in (-1.0, 1.0):
+            u = ((x[None, :] - (p.x0 + side * offset)) * np.sin(angle)
+                 + (y[:, None] - y_spec) * side * np.cos(angle)) / width
+            slow += 0.7 * amp * np.exp(-0.5 * u * u) * (1.0 - 0.6 * side * u)
+    assert fast.max() > 0.5 * slow.max() > 0
+    np.testing.assert_allclose(fast, slow, atol=1e-5 * slow.max())   # float32 rounding only
+
+
+def test_rotate_turns_about_the_centre_and_fills_corners_from_the_border():
+    img = np.full((41, 61), 0.25, np.float32)
+    img[20, 50] = 1.0                                   # a point 20 columns right of the centre (20, 30)
+    turned = S._rotate(img, 90.0, (20.0, 30.0))
+    r, c = np.unravel_index(np.argmax(turned), turned.shape)
+    assert (abs(c - 30) <= 1) and abs(abs(r - 20) - 20) <= 1   # now straight above or below the centre
+    assert turned[0, 0] == pytest.approx(0.25) and turned.dtype == np.float32
+    np.testing.assert_allclose(S._rotate(img, 0.0, (20.0, 30.0)), img, atol=1e-6)
+
+
 def test_make_growth_run_has_known_transition():
     progress = S.island_progress(10, 4)
     assert np.all(np.diff(progress) > 0)
