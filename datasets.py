@@ -16,7 +16,7 @@ from timm.data.constants import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IM
 import utils
 from rheed import augment
 from rheed.errors import UserError
-from rheed.frame_cache import cached_pipeline
+from rheed.frame_cache import cache_short_side, cached_pipeline
 from rheed.imageio import is_image_file, make_loader, verify_files
 
 DATA_SETS = ('CIFAR', 'IMNET', 'image_folder', 'RHEED')
@@ -92,9 +92,10 @@ def image_folder(root: str, transform, args) -> ImageFolder:
         cache_dir = frame_cache_dir(args, root)
         settings = {'root': os.path.abspath(root), 'bit_scaling': args.bit_scaling,
                     'bit_max': getattr(args, 'bit_max', None)}
+        short_side = cache_short_side(getattr(args, 'frame_cache_size', None), args.input_size)
         dataset.loader, dataset.transform = cached_pipeline([p for p, _ in dataset.samples], dataset.loader,
                                                             dataset.transform, cache_dir, settings,
-                                                            utils.on_main_process)
+                                                            utils.on_main_process, short_side)
     return dataset
 
 

@@ -23,7 +23,7 @@ from engine_pretrain import train_one_epoch
 from rheed import augment
 from rheed import runs
 from rheed.errors import UserError, run_trainer
-from rheed.frame_cache import cached_pipeline
+from rheed.frame_cache import cache_short_side, cached_pipeline
 from rheed import train_args
 from rheed.heldout import check_no_held_out_folders, leave_out_held_out_frames
 from rheed.imageio import IMAGE_EXTENSIONS, ImageListDataset, list_images, make_loader, verify_files
@@ -212,7 +212,8 @@ def main(args):
         settings = {'data_path': os.path.abspath(args.data_path), 'bit_scaling': args.bit_scaling,
                     'bit_max': args.bit_max}
         cache_dir = args.frame_cache_dir or os.path.join(args.output_dir or '.', 'frame_cache')
-        loader, transform = cached_pipeline(files, loader, transform, cache_dir, settings, utils.on_main_process)
+        loader, transform = cached_pipeline(files, loader, transform, cache_dir, settings, utils.on_main_process,
+                                            cache_short_side(args.frame_cache_size, args.input_size))
     dataset_train = ImageListDataset(files, transform=transform, loader=loader)
     print(f"Pre-training on {len(dataset_train)} images")
     if len(dataset_train) < args.batch_size * num_tasks:

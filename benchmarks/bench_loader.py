@@ -4,12 +4,15 @@ frame cache (rheed/frame_cache.py).
 Writes `--frames` synthetic frames per format into a temporary folder (8-bit PNG and 12-bit TIFF, at each
 `--sizes` W x H), then times one pass over them per path, single process:
 - decode: the project loader only (PIL / tifffile decode + bit scaling to 8 bit);
-- decode+bg: loader + whole-frame background subtraction (what --subtract_background adds per epoch);
+- decode+bg: loader + background subtraction (the launchers' adaptive mode; what it would add per epoch);
 - cache build: the one-off pass that fills the cache (decode + background subtraction + write);
-- cached: reading the frame back from the cache (what every later epoch costs).
+- cached: reading the frame back from a full-resolution cache (--frame_cache_size 0);
+- cached+crop: that plus the training crop and resize to `--input_size` and ToTensor (the geometry of the
+  RHEED training transform), from the full-resolution cache and from one stored at the default short side
+  (twice the input size).
 Frames per second per worker are reported (median of `--repeats` passes).
 
-    python benchmarks/bench_loader.py [--frames 64] [--sizes 656x492 780x580] [--repeats 3]
+    python benchmarks/bench_loader.py [--frames 64] [--sizes 656x492 780x580] [--input_size 224] [--repeats 3]
 """
 import argparse
 import statistics
@@ -23,8 +26,10 @@ import tifffile
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from rheed.augment import SubtractBackground  # noqa: E402
-from rheed.frame_cache import FrameCache  # noqa: E402
+from torchvision import transforms  # noqa: E402
+
+from rheed.augment import RandomCropKeepingAspect, SubtractBackground  # noqa: E402
+from rheed.frame_cache import FrameCache, cache_short_side  # noqa: E402
 from rheed.imageio import make_loader  # noqa: E402
 from rheed.synthetic import quantize, random_params, render_frame  # noqa: E402
 
@@ -58,11 +63,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--sizes", nargs="+", default=["656x492", "780x580"])
+    parser.add_argument("--input_size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    loader, background = make_loader("percentile"), SubtractBackground()
-    print("| format | size | decode (frames/s) | decode+bg | cache build | cached | cached / decode+bg |")
-    print("|---|---|---|---|---|---|---|")
+    loader, background = make_loader("percentile"), SubtractBackground("adaptive")
+    crop = transforms.Compose([RandomCropKeepingAspect(args.input_size), transforms.ToTensor()])
+    short_side = cache_short_side(None, args.input_size)
+    print(f"| format | size | decode (frames/s) | decode+bg | cache build | cached | cached+crop, full cache | "
+          f"cached+crop, cache at {short_side} px |")
+    print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         width, height = (int(v) for v in size.split("x"))
         for fmt in ("png8", "tiff12"):
@@ -78,8 +87,13 @@ def main() -> None:
                 build = len(paths) / (time.perf_counter() - start)
                 cache.open()
                 cached = frames_per_second(cache, paths, args.repeats)
+                cropped = frames_per_second(lambda p: crop(cache(p)), paths, args.repeats)
+                small = FrameCache(Path(tmp) / "small", {"fmt": fmt}, short_side)
+                small.build(paths, loader, background)
+                small.open()
+                cropped_small = frames_per_second(lambda p: crop(small(p)), paths, args.repeats)
                 print(f"| {fmt} | {size} | {decode:.0f} | {decode_bg:.0f} | {build:.0f} | {cached:.0f} | "
-                      f"{cached / decode_bg:.1f}x |", flush=True)
+                      f"{cropped:.0f} | {cropped_small:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

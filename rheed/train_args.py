@@ -26,9 +26,13 @@ def add_frame_args(parser: argparse.ArgumentParser) -> None:
                              'and take the level of what is left over the lit screen (rheed.augment.adaptive_pattern; the RHEED launchers use it)')
     parser.add_argument('--frame_cache', type=str2bool, default=False,
                         help='decode (and background-subtract) every frame once into a memory-mapped cache '
-                             'shared by the DataLoader workers and processes; training is identical without it')
+                             'shared by the DataLoader workers and processes; with --frame_cache_size 0 training is identical without it')
     parser.add_argument('--frame_cache_dir', default='',
                         help='where the frame cache lives (default: <output_dir>/frame_cache)')
+    parser.add_argument('--frame_cache_size', type=int, default=None,
+                        help='shorter side, in pixels, of the frames stored in the frame cache (background '
+                             'subtraction runs before, at full resolution); default twice --input_size; '
+                             '0 stores them as loaded')
 
 
 def add_run_args(parser: argparse.ArgumentParser, amp_dtype: str) -> None:

@@ -1,4 +1,5 @@
 """The frame cache (rheed/frame_cache.py): same tensors as reading the files, rebuilt when files or settings change."""
+import json
 import os
 import time
 
@@ -6,11 +7,12 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from PIL import Image
 
 import datasets
 from conftest import make_image_folder
 from main_finetune import get_args_parser
-from rheed.frame_cache import INDEX_FILE
+from rheed.frame_cache import INDEX_FILE, cache_short_side, shrink
 
 
 def make_args(data, out, **kw):
@@ -90,3 +92,32 @@ def test_changed_file_or_setting_rebuilds(split, tmp_path, capsys):
     args.bit_scaling = "minmax"
     datasets.build_dataset(False, args)
     assert "Frame cache: 5 frames" in capsys.readouterr().out
+
+
+def test_large_frames_are_cached_small_and_give_nearly_the_same_tensors(tmp_path, capsys):
+    root = tmp_path / "big"
+    make_image_folder(root / "train", n_per_class=(2, 2), size=160, seed=0)
+    make_image_folder(root / "val", n_per_class=(2, 2), size=160, seed=1)
+    plain = tensors(datasets.build_dataset(False, make_args(root, tmp_path / "a"))[0])
+
+    args = make_args(root, tmp_path / "b", frame_cache=True)          # default: short side 2 x 32
+    small = tensors(datasets.build_dataset(False, args)[0])
+    index = json.loads(next((tmp_path / "b" / "frame_cache").rglob(INDEX_FILE)).read_text())
+    assert {tuple(e["shape"]) for e in index["frames"].values()} == {(64, 64, 1)}
+    assert all(x.shape == y.shape for x, y in zip(plain, small))
+    # one extra area-averaging resample: tiny differences, not the same tensors
+    diffs = [float((x - y).abs().mean()) for x, y in zip(plain, small)]
+    assert 0 < max(diffs) < 0.05
+
+    capsys.readouterr()
+    args.frame_cache_size = 0                                         # as loaded: identical, and a rebuild
+    full = tensors(datasets.build_dataset(False, args)[0])
+    assert "Frame cache: 4 frames" in capsys.readouterr().out
+    assert all(torch.equal(x, y) for x, y in zip(plain, full))
+
+
+def test_shrink_keeps_aspect_and_never_enlarges():
+    img = Image.new("L", (300, 120))
+    assert shrink(img, 60).size == (150, 60)
+    assert shrink(img, 200).size == (300, 120) and shrink(img, 0).size == (300, 120)
+    assert cache_short_side(None, 128) == 256 and cache_short_side(0, 128) == 0
