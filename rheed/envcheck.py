@@ -128,6 +128,7 @@ def ddp_worker(rank, world_size, port, backend, model_name, input_size, result_f
             values = [float(v) for v in gathered]
             same = max(values) - min(values) <= 1e-6 * max(1.0, abs(values[0]))
             Path(result_file).write_text("ok" if same else f"weights differ across ranks: {values}")
+        dist.barrier()  # no rank tears gloo down while another is still inside a collective
     finally:
         dist.destroy_process_group()
 
