@@ -17,6 +17,8 @@
 # WARMUP_EPOCHS (1), MIN_EPOCH_SIZE (128: smaller training sets are passed over several times per
 # epoch), BEST_METRIC (last: checkpoint-best.pth is the final epoch - a validation set of a few growth
 # runs picks a noisy epoch; macro_f1 selects on validation as upstream does on accuracy),
+# LAYER_DECAY (1.0 from scratch; 0.9 with FINETUNE, as upstream fine-tunes atto: a pre-trained encoder
+# fine-tuned at full lr in every layer collapsed to chance in one of three runs, docs/EXPERIMENTS.md section 18),
 # EXTRA_ARGS (appended as is), PYTHON (python), DRY_RUN=1 (print only).
 # GPUS is ignored.
 set -euo pipefail
@@ -38,6 +40,7 @@ NB_CLASSES="${NB_CLASSES:-}"
 NUM_WORKERS="${NUM_WORKERS:-2}"
 WARMUP_EPOCHS="${WARMUP_EPOCHS:-1}"
 MIN_EPOCH_SIZE="${MIN_EPOCH_SIZE:-128}"
+if [ -n "$FINETUNE" ]; then LAYER_DECAY="${LAYER_DECAY:-0.9}"; else LAYER_DECAY="${LAYER_DECAY:-1.0}"; fi
 BEST_METRIC="${BEST_METRIC:-last}"
 EXTRA_ARGS="${EXTRA_ARGS:-}"
 
@@ -48,7 +51,7 @@ cmd=("$PYTHON" main_finetune.py --device cpu
     --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
     --epochs "$EPOCHS" --warmup_epochs "$WARMUP_EPOCHS" --batch_size "$BATCH"
     --input_size "$INPUT_SIZE" "${RHEED_FINETUNE_INPUT[@]}" --min_epoch_size "$MIN_EPOCH_SIZE"
-    --weight_decay 0.05 --drop_path 0 --layer_decay 1.0
+    --weight_decay 0.05 --drop_path 0 --layer_decay "$LAYER_DECAY"
     --smoothing 0 --mixup 0 --cutmix 0
     --class_weights auto --best_metric "$BEST_METRIC"
     --num_workers "$NUM_WORKERS" --pin_mem false)

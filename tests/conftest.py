@@ -50,7 +50,7 @@ def tiny_split(tmp_path_factory) -> Path:
 
 
 LAUNCHER_VARIABLES = ("GPUS", "MODEL", "DATA", "OUTPUT", "FINETUNE", "EPOCHS", "BATCH", "LR", "BLR", "INPUT_SIZE",
-                      "NB_CLASSES", "NUM_WORKERS", "WARMUP_EPOCHS", "MIN_EPOCH_SIZE", "UNLABELED", "EXTRA_ARGS",
+                      "NB_CLASSES", "NUM_WORKERS", "WARMUP_EPOCHS", "MIN_EPOCH_SIZE", "LAYER_DECAY", "UNLABELED", "EXTRA_ARGS",
                       "DRY_RUN", "DEVICE", "MODE", "FRAMES", "SEED", "OUT", "WORKERS")
 
 

@@ -124,6 +124,16 @@ def test_finetune_cpu_defaults_are_the_small_data_recipe():
         == (1.0, 0.05, 0.0, 1.0, 0.0)
 
 
+def test_finetune_cpu_uses_layer_decay_only_from_a_pretrained_start():
+    """From a checkpoint the CPU launcher fine-tunes with upstream's atto layer decay (0.9); LAYER_DECAY overrides."""
+    def layer_decay(**env):
+        proc = launch("run_finetune_cpu.sh", env={"DRY_RUN": "1", "PYTHON": "python3", **env})
+        return parse_target(printed_command(proc.stdout), "main_finetune.py").layer_decay
+    assert layer_decay(FINETUNE="weights/some_fcmae.pt") == 0.9
+    assert layer_decay(FINETUNE="weights/some_fcmae.pt", LAYER_DECAY="0.75") == 0.75
+    assert layer_decay() == 1.0 and layer_decay(LAYER_DECAY="0.8") == 0.8
+
+
 def test_download_weights_help_and_dry_run_need_no_network():
     proc = launch("download_weights.sh", args=["--help"])
     assert proc.returncode == 0 and "SIZE: atto femto pico nano tiny base large huge" in proc.stdout
