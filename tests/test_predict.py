@@ -289,7 +289,7 @@ def test_watch_picks_up_new_frames(classifier, run_frames, tmp_path):
     result = {}
 
     def watch():
-        result["summary"] = watch_folder(classifier, camera, out, PredictOptions(batch_size=4), poll_interval=0.05,
+        result["summary"] = watch_folder(classifier, camera, out, PredictOptions(batch_size=4), poll_interval=0.05, refresh=0.2,
                                          stop=stop, echo=lines.append)
 
     thread = threading.Thread(target=watch)
@@ -335,8 +335,9 @@ def test_watch_waits_for_slow_writes_and_reports_frames_that_never_decode(classi
     result = {}
 
     def watch():
+        # refresh: summary.json (where the skipped frame shows up) is rewritten every 0.2 s, not every 10 s
         result["summary"] = watch_folder(classifier, camera, out, PredictOptions(batch_size=4), poll_interval=0.05,
-                                         stop=stop, echo=lambda line: None, incomplete_timeout=1.0)
+                                         refresh=0.2, stop=stop, echo=lambda line: None, incomplete_timeout=1.0)
 
     thread = threading.Thread(target=watch)
     thread.start()
