@@ -33,6 +33,8 @@ def dataset_root(is_train: bool, args, split: str | None = None) -> str:
     if args.data_set == 'CIFAR':
         return args.data_path
     if args.data_set == 'IMNET':
+        if split == 'test':  # the added --test_data_path: upstream's layout has no test folder
+            return args.test_data_path
         return os.path.join(args.data_path, 'train' if split == 'train' else 'val')
     if args.data_set == 'image_folder':
         if split == 'train':

@@ -34,6 +34,19 @@ def test_rheed_split_builds_train_val_test(tiny_split):
     assert datasets.default_test_path(args) == str(tiny_split / "test")
 
 
+def test_imagenet_layout_reads_test_data_path_for_the_test_split(tmp_path):
+    """--data_set IMNET (upstream's default) with --test_data_path evaluates that folder, not <data_path>/val."""
+    root = tmp_path / "imnet"
+    make_image_folder(root / "train", n_per_class=(2, 2), size=32)
+    make_image_folder(root / "val", n_per_class=(2, 2), size=32)
+    other = make_image_folder(tmp_path / "other", n_per_class=(3, 4), size=32)
+    args = make_args(root, data_set="IMNET", test_data_path=str(other), frame_cache=False)
+    test, _ = datasets.build_dataset(False, args, split="test")
+    assert len(test) == 7 and all(p.startswith(str(other)) for p, _ in test.samples)
+    assert len(datasets.build_dataset(False, args)[0]) == 4  # validation stays <data_path>/val
+    assert datasets.default_test_path(make_args(root, data_set="IMNET")) is None
+
+
 def test_class_mismatch_and_bad_paths(tmp_path, tiny_split):
     root = tmp_path / "split"
     make_image_folder(root / "train", n_per_class=(2, 2), size=32)
