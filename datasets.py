@@ -30,11 +30,11 @@ def class_folders(root) -> list[str]:
 def dataset_root(is_train: bool, args, split: str | None = None) -> str:
     """The folder read for a split ('train', 'val' or 'test') in the image modes."""
     split = split or ('train' if is_train else 'val')
+    if split == 'test' and getattr(args, 'test_data_path', None):  # the added flag wins in every image mode
+        return args.test_data_path
     if args.data_set == 'CIFAR':
         return args.data_path
     if args.data_set == 'IMNET':
-        if split == 'test':  # the added --test_data_path: upstream's layout has no test folder
-            return args.test_data_path
         return os.path.join(args.data_path, 'train' if split == 'train' else 'val')
     if args.data_set == 'image_folder':
         if split == 'train':
@@ -45,8 +45,6 @@ def dataset_root(is_train: bool, args, split: str | None = None) -> str:
     # RHEED
     if split == 'val' and args.eval_data_path:
         return args.eval_data_path
-    if split == 'test' and args.test_data_path:
-        return args.test_data_path
     return os.path.join(args.data_path, split)
 
 

@@ -289,8 +289,8 @@ def test_watch_picks_up_new_frames(classifier, run_frames, tmp_path):
     result = {}
 
     def watch():
-        result["summary"] = watch_folder(classifier, camera, out, PredictOptions(batch_size=4), poll_interval=0.05, refresh=0.2,
-                                         stop=stop, echo=lines.append)
+        result["summary"] = watch_folder(classifier, camera, out, PredictOptions(batch_size=4), poll_interval=0.05,
+                                         refresh=0.2, stop=stop, echo=lines.append)
 
     thread = threading.Thread(target=watch)
     thread.start()

@@ -7,7 +7,7 @@ from conftest import run_launcher
 
 def test_quickstart_runs_end_to_end_at_reduced_size(tmp_path):
     out = tmp_path / "quickstart"
-    # 79 frames of 11 runs: the smallest data every split still gets both classes from
+    # 79 frames of 11 runs; every split still gets both classes
     env = dict(QUICK_PYTHON=sys.executable, QUICK_OUT=str(out), QUICK_SCALE="0.02", QUICK_SEQUENCES="4",
                MIN_EPOCH_SIZE="32", QUICK_SIZE="64", QUICK_EPOCHS_PRE="1", QUICK_EPOCHS="1", QUICK_BATCH="16",
                QUICK_WORKERS="0", OMP_NUM_THREADS="2", PYTHONUNBUFFERED="1")
