@@ -135,8 +135,11 @@ def adaptive_pattern(gray: np.ndarray) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
     background = screen_background(gray)
     residual = gaussian_filter(np.clip(gray - background, 0.0, None), max(1.0, gray.shape[1] / 656))
+    # The level is estimated on every second row and column: the background is smooth and the residual
+    # smoothed, so neighbours agree, and the medians - most of the cost per frame - run four times faster.
+    background, sample = background[::2, ::2], residual[::2, ::2]
     lit = background > 0.25 * np.percentile(background, 99)
-    values = residual[lit] if lit.mean() >= 0.1 else residual
+    values = sample[lit] if lit.mean() >= 0.1 else sample
     median = np.median(values)
     return np.clip(residual - (median + 3 * np.median(np.abs(values - median))), 0.0, None)
 

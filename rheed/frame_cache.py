@@ -25,7 +25,9 @@ from PIL import Image
 from rheed.atomic import write_json_atomic
 
 DATA_FILE, INDEX_FILE = 'frames.u8', 'index.json'
-VERSION = 1
+# Part of every cache's settings; raised when the cached pixels change for the same settings, so older caches
+# are rebuilt (2: the adaptive background level is estimated on a subsample).
+VERSION = 2
 
 
 def cache_short_side(frame_cache_size: int | None, input_size: int) -> int:
