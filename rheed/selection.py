@@ -116,7 +116,9 @@ def export_stream_frames(classifier, frames: Sequence[PoolFrame], indices: Seque
             if decoded.frame in by_frame:
                 target = out_dir / f"{Path(stream).stem}_{decoded.frame:06d}.png"
                 decoded.image.convert("L").save(target)
-                exported[by_frame[decoded.frame]] = str(target)
+                exported[by_frame.pop(decoded.frame)] = str(target)
+                if not by_frame:  # the stream is not decoded past the last chosen frame
+                    break
     return exported
 
 
