@@ -20,7 +20,8 @@ round that accepts no frame reports the selection arm's run (same training set a
         --pattern '(?P<sequence>seq\\d+)_(?P<frame>\\d+)' --extra_test XD
 
 Writes STUDY/results.csv (rows of earlier calls on the same folder are kept, so a second call with another
---uncertain_fraction adds its arms 'selection-u<F>' / 'pseudo-u<F>'), STUDY/learning_curve.png and prints a
+--uncertain_fraction adds its arms 'selection-u<F>' / 'pseudo-u<F>'; its 'labelled' column is below the budget
+when select_frames.py found fewer frames that are not near-duplicates), STUDY/learning_curve.png and prints a
 mean +- std table.
 """
 import argparse

@@ -46,7 +46,12 @@ def test_study_runs_every_arm_without_leaking_labels_or_held_out_frames(tmp_path
                                                         ("pseudo", "4"), ("pseudo", "8")]
     for r in rows:
         assert 0.0 <= float(r["test_macro_f1"]) <= 1.0 and r["extra_macro_f1"] != ""
-        assert int(r["labelled"]) == int(r["budget"])
+    labelled = {(r["arm"], r["budget"]): int(r["labelled"]) for r in rows}
+    assert labelled[("random", "4")] == labelled[("pseudo", "4")] == 4 and labelled[("random", "8")] == 8
+    # select_frames.py returns fewer frames than asked when the rest are near-duplicates (on this tiny pool it
+    # depends on the features of a one-epoch model); the study records what was labelled
+    grown_to = labelled[("selection", "8")]
+    assert 4 < grown_to <= 8 and labelled[("pseudo", "8")] == grown_to
     assert (out / "learning_curve.png").stat().st_size > 0
 
     # the selector saw neutral names only, and the selection arm grew the random start set
@@ -54,9 +59,9 @@ def test_study_runs_every_arm_without_leaking_labels_or_held_out_frames(tmp_path
     assert len(pool) == 30 and not any("rough" in n or "smooth" in n for n in pool)
     start = set(labelling_study.labelled_names(out / "seed0" / "random" / "budget4" / "data"))
     grown = set(labelling_study.labelled_names(out / "seed0" / "selection" / "budget8" / "data"))
-    assert start < grown and len(grown) == 8
+    assert start < grown and len(grown) == grown_to
     chosen = list(csv.DictReader(open(out / "seed0" / "selection" / "budget8" / "chosen" / "selection.csv")))
-    assert len(chosen) == 4 and all(r["label"] == "" for r in chosen)  # the oracle fills a copy
+    assert len(chosen) == grown_to - 4 and all(r["label"] == "" for r in chosen)  # the oracle fills a copy
     for r in csv.DictReader(open(out / "seed0" / "selection" / "budget8" / "chosen" / "selection_labelled.csv")):
         name = os.path.basename(r["path"])
         assert (out / "seed0" / "selection" / "budget8" / "data" / "train" / r["label"] / name).is_file()
