@@ -66,8 +66,10 @@ class ImageFolder(datasets.DatasetFolder):
         return classes, {c: i for i, c in enumerate(classes)}
 
 
-def image_folder(root: str, transform, args) -> ImageFolder:
-    """ImageFolder over root/<class>/** with the project loader; corrupt files checked up front."""
+def image_folder(root: str, transform, args, training: bool = True) -> ImageFolder:
+    """ImageFolder over root/<class>/** with the project loader; corrupt files checked up front. With
+    --frame_cache, training frames are cached at the cache's short side, evaluation frames exactly as the
+    evaluation transform resizes them (the same tensors as reading the files)."""
     if not root or not os.path.isdir(root):
         raise UserError(f"data folder not found: {root}")
     if not class_folders(root):
@@ -92,7 +94,7 @@ def image_folder(root: str, transform, args) -> ImageFolder:
         cache_dir = frame_cache_dir(args, root)
         settings = {'root': os.path.abspath(root), 'bit_scaling': args.bit_scaling,
                     'bit_max': getattr(args, 'bit_max', None)}
-        short_side = cache_short_side(getattr(args, 'frame_cache_size', None), args.input_size)
+        short_side = cache_short_side(getattr(args, 'frame_cache_size', None), args.input_size) if training else 0
         dataset.loader, dataset.transform = cached_pipeline([p for p, _ in dataset.samples], dataset.loader,
                                                             dataset.transform, cache_dir, settings,
                                                             utils.on_main_process, short_side)
@@ -153,7 +155,7 @@ def build_dataset(is_train: bool, args, split: str | None = None):
         if split == 'train' and os.path.isdir(root) and len(class_folders(root)) == 1:
             raise UserError(f"{root} has a single class folder ({class_folders(root)[0]}); a classifier needs "
                             f"at least two (e.g. smooth/ and rough/)")
-        dataset = image_folder(root, transform, args)
+        dataset = image_folder(root, transform, args, training=split == 'train')
         nb_classes = len(dataset.classes)
         if args.nb_classes is not None and args.nb_classes != nb_classes:
             raise UserError(f"--nb_classes {args.nb_classes} does not match the {nb_classes} class folders "

@@ -6,10 +6,11 @@ subtraction, takes the median of every full frame again. With it the first pass 
 machine read the arrays through one shared, read-only memory map.
 
 Each frame is loaded and put through the deterministic `preprocess` (e.g. rheed.augment.SubtractBackground)
-at full resolution; then, when its shorter side is longer than `short_side`, scaled down once (aspect kept),
-so later epochs crop and resize a small array instead of the camera frame. With short_side 0 the stored
-pixels are exactly what loader and preprocess return and training is identical with and without the cache;
-otherwise it differs only by that one extra resampling (about 1 % of the mean input on RHEED frames).
+at full resolution. Training frames are then, when their shorter side is longer than `short_side`, scaled
+down once (aspect kept), so later epochs crop and resize a small array instead of the camera frame; with
+short_side 0 the stored pixels are exactly what loader and preprocess return and training is identical with
+and without the cache, otherwise it differs only by that one extra resampling (about 1 % of the mean input
+on RHEED frames). Evaluation frames store the output of the evaluation resize itself: identical tensors.
 
 The index records each file's size and modification time and the `settings` (bit scaling, preprocessing,
 stored size); a changed file or setting rebuilds the cache.
@@ -132,15 +133,21 @@ def cached_pipeline(files: Sequence[str], loader: Callable[[str], Image.Image], 
     """(loader, transform) that read `files` from a frame cache in cache_dir, frames stored with their shorter
     side at most `short_side` (0: as loaded).
 
-    A deterministic first step of `transform` (background subtraction) is moved into the cache, the rest of
-    the transform is returned. `run_on_main(fn)` runs fn once per machine (utils.on_main_process)."""
+    The deterministic steps at the start of `transform` (background subtraction; for evaluation also the resize
+    and centre crop) move into the cache and the rest of the transform is returned. With short_side 0 (the
+    evaluation sets) the cached frames are then exactly what reading the files gives - the tensors that
+    scripts/predict.py sees. `run_on_main(fn)` runs fn once per machine (utils.on_main_process)."""
     from torchvision import transforms as T
 
     from rheed.augment import SubtractBackground
     steps = list(getattr(transform, 'transforms', []))
-    preprocess = steps[0] if steps and isinstance(steps[0], SubtractBackground) else None
-    if preprocess is not None:
-        transform = T.Compose(steps[1:])
+    n_fixed = 0
+    while n_fixed < len(steps) and isinstance(steps[n_fixed], (SubtractBackground, T.Resize, T.CenterCrop)):
+        n_fixed += 1
+    preprocess = None
+    if n_fixed:
+        preprocess = steps[0] if n_fixed == 1 else T.Compose(steps[:n_fixed])
+        transform = T.Compose(steps[n_fixed:])
     cache = FrameCache(cache_dir, dict(settings, preprocess=repr(preprocess) if preprocess else None), short_side)
     run_on_main(lambda: cache.build(files, loader, preprocess))
     return cache.open(), transform
