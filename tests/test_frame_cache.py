@@ -38,20 +38,21 @@ def tensors(dataset):
     return [dataset[i][0] for i in range(len(dataset))]
 
 
+def seeded_tensors(dataset):
+    """tensors() after seeding every generator the random augmentations draw from."""
+    import random
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    return tensors(dataset)
+
+
 def test_cached_frames_give_the_same_tensors(split, tmp_path):
     for is_train in (False, True):
         plain, _ = datasets.build_dataset(is_train, make_args(split, tmp_path / "a"))
         cached, _ = datasets.build_dataset(is_train, make_args(split, tmp_path / "b", frame_cache=True))
         if is_train:  # random augmentation: the same seed on both sides
-            torch.manual_seed(0)
-            np.random.seed(0)
-            import random
-            random.seed(0)
-            a = tensors(plain)
-            torch.manual_seed(0)
-            np.random.seed(0)
-            random.seed(0)
-            b = tensors(cached)
+            a, b = seeded_tensors(plain), seeded_tensors(cached)
         else:
             a, b = tensors(plain), tensors(cached)
         assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
@@ -105,18 +106,22 @@ def test_large_training_frames_are_cached_small(tmp_path, capsys):
     make_image_folder(root / "val", n_per_class=(2, 2), size=160, seed=1)
 
     def train_tensors(args):
-        dataset = datasets.build_dataset(True, args)[0]
-        import random
-        torch.manual_seed(0)  # the same random augmentation on both sides
-        np.random.seed(0)
-        random.seed(0)
-        return tensors(dataset)
+        return seeded_tensors(datasets.build_dataset(True, args)[0])
 
-    plain = train_tensors(make_args(root, tmp_path / "a"))
+    plain_set = datasets.build_dataset(True, make_args(root, tmp_path / "a"))[0]
+    plain = seeded_tensors(plain_set)
     args = make_args(root, tmp_path / "b", frame_cache=True)          # default: short side 2 x 32
-    small = train_tensors(args)
+    small_set = datasets.build_dataset(True, args)[0]
+    small = seeded_tensors(small_set)
     assert cache_shapes(tmp_path / "b") == {(64, 64, 1)}
     assert all(x.shape == y.shape for x, y in zip(plain, small))  # random crops of a smaller array: not equal
+    # the cached frame is the preprocessed frame plus one extra area-averaging resample: tiny differences
+    from torchvision import transforms as T
+    resize = T.Compose([T.Resize((32, 32), interpolation=T.InterpolationMode.BICUBIC, antialias=True), T.ToTensor()])
+    subtract = plain_set.transform.transforms[0]
+    diffs = [float((resize(subtract(plain_set.loader(p))) - resize(small_set.loader(p))).abs().mean())
+             for p, _ in plain_set.samples]
+    assert 0 < max(diffs) < 0.05
 
     capsys.readouterr()
     args.frame_cache_size = 0                                         # as loaded: identical, and a rebuild
