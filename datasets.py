@@ -66,10 +66,10 @@ class ImageFolder(datasets.DatasetFolder):
         return classes, {c: i for i, c in enumerate(classes)}
 
 
-def image_folder(root: str, transform, args, training: bool = True) -> ImageFolder:
+def image_folder(root: str, transform, args, training: bool = True, listing_only: bool = False) -> ImageFolder:
     """ImageFolder over root/<class>/** with the project loader; corrupt files checked up front. With
     --frame_cache, training frames are cached at the cache's short side, evaluation frames exactly as the
-    evaluation transform resizes them (the same tensors as reading the files)."""
+    evaluation transform resizes them (the same tensors as reading the files). `listing_only` skips both."""
     if not root or not os.path.isdir(root):
         raise UserError(f"data folder not found: {root}")
     if not class_folders(root):
@@ -79,6 +79,8 @@ def image_folder(root: str, transform, args, training: bool = True) -> ImageFold
                               is_valid_file=is_image_file, transform=transform)
     except FileNotFoundError as e:
         raise UserError(f"{root}: {e}") from None
+    if listing_only:
+        return dataset
     # decoded once, on rank 0: every rank decoding every frame multiplies the start-up time by the GPU count
     good, bad = utils.on_main_process(verify_files, [path for path, _ in dataset.samples],
                                       skip_corrupt=args.skip_corrupt)
@@ -108,11 +110,12 @@ def frame_cache_dir(args, root: str) -> str:
     return os.path.join(base, name)
 
 
-def build_dataset(is_train: bool, args, split: str | None = None):
+def build_dataset(is_train: bool, args, split: str | None = None, listing_only: bool = False):
     """Returns (dataset, nb_classes). `split` selects 'test' (default: 'train' or 'val' from is_train).
 
     Image datasets carry `classes` and `samples` [(path, label)]. The class folders of val/test must equal
-    those of train, and `--nb_classes` (when given) must equal their number.
+    those of train, and `--nb_classes` (when given) must equal their number. `listing_only`: the files are
+    listed but neither checked nor cached (the training set of an --eval run only gives its classes).
     """
     split = split or ('train' if is_train else 'val')
     transform = build_transform(split == 'train', args)
@@ -155,7 +158,7 @@ def build_dataset(is_train: bool, args, split: str | None = None):
         if split == 'train' and os.path.isdir(root) and len(class_folders(root)) == 1:
             raise UserError(f"{root} has a single class folder ({class_folders(root)[0]}); a classifier needs "
                             f"at least two (e.g. smooth/ and rough/)")
-        dataset = image_folder(root, transform, args, training=split == 'train')
+        dataset = image_folder(root, transform, args, training=split == 'train', listing_only=listing_only)
         nb_classes = len(dataset.classes)
         if args.nb_classes is not None and args.nb_classes != nb_classes:
             raise UserError(f"--nb_classes {args.nb_classes} does not match the {nb_classes} class folders "

@@ -324,8 +324,9 @@ def main(args):
     if device.type == 'cuda':
         cudnn.benchmark = True
 
-    # Every dataset is built (and every image checked) before anything is written.
-    dataset_train, args.nb_classes = build_dataset(is_train=True, args=args)
+    # Every dataset is built (and every image checked) before anything is written; --eval only needs the
+    # training set's classes, so its frames are neither decoded nor cached.
+    dataset_train, args.nb_classes = build_dataset(is_train=True, args=args, listing_only=args.eval)
     class_names = [str(c) for c in dataset_train.classes]
     dataset_val = None
     if args.disable_eval:

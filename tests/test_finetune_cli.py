@@ -83,14 +83,17 @@ def test_full_cpu_finetune(tiny_split, tmp_path, capsys):
     # the CSV's pred is the thresholded decision on the calibrated probability
     assert all((r["pred_name"] == "rough") == (float(r["prob_rough"]) >= fitted["threshold"]) for r in rows)
 
-    # --eval true on the best checkpoint reproduces the final report (in-process to save a start-up)
+    # --eval true on the best checkpoint reproduces the final report (in-process to save a start-up), also with
+    # the frame cache, which then holds the evaluated splits only: the training frames are not even decoded
     from main_finetune import get_args_parser, main
     args = get_args_parser().parse_args([str(a) for a in BASE[1:]] + [
         "--data_path", str(tiny_split), "--eval", "true", "--resume", str(out / "checkpoint-best.pth"),
-        "--output_dir", str(tmp_path / "eval")])
+        "--output_dir", str(tmp_path / "eval"), "--frame_cache", "true"])
     capsys.readouterr()
     main(args)
     assert "was trained with" not in capsys.readouterr().out  # same preprocessing flags: no warning
+    cached = sorted(p.name.rsplit("_", 1)[-1] for p in (tmp_path / "eval" / "frame_cache").iterdir())
+    assert cached == ["test", "val"]
     (eval_dir,) = (tmp_path / "eval" / "eval").iterdir()  # eval/<timestamp>: its own folder
     again = json.loads((eval_dir / "test_metrics.json").read_text())
     assert again["confusion_matrix"] == report["confusion_matrix"]
