@@ -15,8 +15,9 @@
 # replaces LR and is scaled by BATCH/256 as upstream's --blr), INPUT_SIZE (128),
 # NB_CLASSES (empty: from the class folders), NUM_WORKERS (2),
 # WARMUP_EPOCHS (1), MIN_EPOCH_SIZE (128: smaller training sets are passed over several times per
-# epoch; the number of optimisation steps, EPOCHS x max(frames, MIN_EPOCH_SIZE) / BATCH, is what counts: with
-# fewer EPOCHS raise it to keep ~400 steps, docs/EXPERIMENTS.md section 22), BEST_METRIC (last: checkpoint-best.pth is the final epoch - a validation set of a few growth
+# epoch; the number of optimisation steps, EPOCHS x max(frames, MIN_EPOCH_SIZE) / BATCH, is what
+# counts: with fewer EPOCHS raise it to keep ~400 steps, docs/EXPERIMENTS.md section 22),
+# BEST_METRIC (last: checkpoint-best.pth is the final epoch - a validation set of a few growth
 # runs picks a noisy epoch; macro_f1 selects on validation as upstream does on accuracy),
 # LAYER_DECAY (1.0 from scratch; 0.9 with FINETUNE, as upstream fine-tunes atto: a pre-trained encoder
 # fine-tuned at full lr in every layer collapsed to chance in one of three runs, docs/EXPERIMENTS.md section 18),

@@ -84,7 +84,7 @@ def test_full_cpu_finetune(tiny_split, tmp_path, capsys):
     assert all((r["pred_name"] == "rough") == (float(r["prob_rough"]) >= fitted["threshold"]) for r in rows)
 
     # --eval true on the best checkpoint reproduces the final report (in-process to save a start-up), also with
-    # the frame cache, which then holds the evaluated splits only: the training frames are not even decoded
+    # the frame cache, which then holds the evaluated splits only (the training set just gives the classes)
     from main_finetune import get_args_parser, main
     args = get_args_parser().parse_args([str(a) for a in BASE[1:]] + [
         "--data_path", str(tiny_split), "--eval", "true", "--resume", str(out / "checkpoint-best.pth"),
