@@ -431,6 +431,9 @@ def main(args):
         print(f"warm-up: {args.warmup_epochs:.2f} epochs")
     print("accumulate grad iterations: %d" % args.update_freq)
     print("effective batch size: %d" % total_batch_size)
+    if not args.eval:  # on small sets the step count, not the epoch count, decides (docs/EXPERIMENTS.md 22)
+        print(f"optimisation steps: {num_training_steps_per_epoch} per epoch, "
+              f"{num_training_steps_per_epoch * args.epochs} in total")
 
     if args.layer_decay != 1.0:
         num_layers = 12 if args.layer_decay_type == 'group' else sum(model_without_ddp.depths)

@@ -3,6 +3,7 @@ import csv
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,6 +34,8 @@ def test_full_cpu_finetune(tiny_split, tmp_path, capsys):
 
     lines = [json.loads(ln) for ln in (out / "log.txt").read_text().splitlines()]
     assert [ln["epoch"] for ln in lines] == [0, 1]
+    n_train = len(list(Path(tiny_split, "train").rglob("*.png")))
+    assert f"optimisation steps: {n_train // 8} per epoch, {2 * (n_train // 8)} in total" in proc.stdout
     for key in ["train_lr", "train_loss", "train_min_lr", "train_weight_decay", "train_grad_norm", "test_loss",
                 "test_acc1", "n_parameters", "test_accuracy", "test_macro_f1", "test_balanced_accuracy",
                 "test_roc_auc", "test_precision_rough", "test_recall_smooth", "test_f1_smooth",
