@@ -144,9 +144,9 @@ def cached_pipeline(files: Sequence[str], loader: Callable[[str], Image.Image], 
     n_fixed = 0
     while n_fixed < len(steps) and isinstance(steps[n_fixed], (SubtractBackground, T.Resize, T.CenterCrop)):
         n_fixed += 1
-    preprocess = T.Compose(steps[:n_fixed]) if n_fixed else None
+    preprocess = None
     if n_fixed:
-        transform = T.Compose(steps[n_fixed:])
+        preprocess, transform = T.Compose(steps[:n_fixed]), T.Compose(steps[n_fixed:])
     cache = FrameCache(cache_dir, dict(settings, preprocess=repr(preprocess) if preprocess else None), short_side)
     run_on_main(lambda: cache.build(files, loader, preprocess))
     return cache.open(), transform

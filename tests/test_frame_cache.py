@@ -105,9 +105,6 @@ def test_large_training_frames_are_cached_small(tmp_path, capsys):
     make_image_folder(root / "train", n_per_class=(2, 2), size=160, seed=0)
     make_image_folder(root / "val", n_per_class=(2, 2), size=160, seed=1)
 
-    def train_tensors(args):
-        return seeded_tensors(datasets.build_dataset(True, args)[0])
-
     plain_set = datasets.build_dataset(True, make_args(root, tmp_path / "a"))[0]
     plain = seeded_tensors(plain_set)
     args = make_args(root, tmp_path / "b", frame_cache=True)          # default: short side 2 x 32
@@ -125,7 +122,7 @@ def test_large_training_frames_are_cached_small(tmp_path, capsys):
 
     capsys.readouterr()
     args.frame_cache_size = 0                                         # as loaded: identical, and a rebuild
-    full = train_tensors(args)
+    full = seeded_tensors(datasets.build_dataset(True, args)[0])
     assert "Frame cache: 4 frames" in capsys.readouterr().out
     assert all(torch.equal(x, y) for x, y in zip(plain, full))
 
