@@ -1,7 +1,7 @@
 """Kinematic RHEED frames: an independent test set, computed from the scattering geometry.
 
 rheed.synthetic draws patterns by rule (streaks, spot grids, arcs placed on the screen). This script
-does not use it: every pixel is a scattering direction, its momentum transfer q = k_out - k_in is
+does not use its pattern code: every pixel is a scattering direction, its momentum transfer q = k_out - k_in is
 computed from the beam energy, the grazing angle and the camera geometry, and the intensity is the
 kinematic structure factor of the surface there:
 
@@ -30,13 +30,16 @@ rheed/split_layout.py), so `scripts/split_dataset_simple.py --by_sequence` split
 import argparse
 import csv
 import math
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from rheed.synthetic import quantize  # noqa: E402  (only the camera-count rounding; no pattern code)
+from rheed.synthetic_dataset import PNG_COMPRESS_LEVEL  # noqa: E402
 
 SIZES = ((640, 480), (656, 492), (800, 600), (1024, 768))
 KINDS = ('layer', 'laue', 'islands', 'transition', 'rings')
@@ -179,10 +182,10 @@ def peak_normalised(img: np.ndarray) -> np.ndarray:
     return img / max(float(img.max()), 1e-12)
 
 
-def render(p: dict, coverage: float, disorder: float, brightness: float, rng: np.random.Generator):
+def render(p: dict, geometry: tuple, coverage: float, disorder: float, brightness: float, rng: np.random.Generator):
     """One frame as [0, 1] floats (before quantisation) and the share of its lit pattern pixels (above the
-    horizon) that come mainly from transmission through 3D crystallites."""
-    alpha, phi, qx, qy, qz = scattering_vectors(p)
+    horizon) that come mainly from transmission through 3D crystallites. `geometry` is scattering_vectors(p)."""
+    alpha, phi, qx, qy, qz = geometry
     # At grazing incidence the islands shadow the flat surface between them, so the reflected part falls
     # faster than the uncovered area; each part is scaled to its own peak before mixing.
     img = (1.0 - coverage) ** 2 * peak_normalised(surface_intensity(p, qx, qy, qz, disorder))
@@ -231,28 +234,22 @@ def frame_plan(kind: str, n_frames: int, rng: np.random.Generator) -> list:
     return [(c, 'island_smooth') for c in early] + [(c, 'island_rough') for c in late]
 
 
-def write_frame(path: Path, img: np.ndarray, bits: int) -> None:
-    if bits == 8:
-        Image.fromarray(np.round(img * 255).astype(np.uint8)).save(path, compress_level=1)
-    else:
-        Image.fromarray(np.round(img * 4095).astype(np.uint16)).save(path, compress_level=1)
-
-
 def write_run(out: Path, seed: int, run: int, kind: str, n_frames: int) -> list:
     """Renders one run; a frame is written only when its pattern agrees with its label (LABEL_SHARE)."""
     rng = np.random.default_rng([seed, run])
     p = draw_run(rng, kind)
+    geometry = scattering_vectors(p)   # the same camera and beam for every frame of the run
     rows = []
     for frame, (coverage, fine) in enumerate(frame_plan(kind, n_frames, rng)):
         # monolayer oscillations of the step disorder, a drifting beam
         disorder = min(0.5, p['disorder'] * (0.6 + 0.4 * abs(math.sin(0.9 * frame))))
-        img, bulk_share = render(p, coverage, disorder, rng.uniform(0.85, 1.15), rng)
+        img, bulk_share = render(p, geometry, coverage, disorder, rng.uniform(0.85, 1.15), rng)
         rough = fine.endswith('_rough')
         if (bulk_share < LABEL_SHARE['rough']) if rough else (bulk_share > LABEL_SHARE['smooth']):
             continue
         name = f'seq{run:03d}_{frame:06d}.png'
         (out / fine).mkdir(parents=True, exist_ok=True)
-        write_frame(out / fine / name, img, p['bits'])
+        Image.fromarray(quantize(img, p['bits'])).save(out / fine / name, compress_level=PNG_COMPRESS_LEVEL)
         rows.append((f'{fine}/{name}', fine, f'seq{run:03d}', frame, f'{coverage:.3f}', f'{bulk_share:.3f}', kind,
                      p['width'], p['height'], p['bits']))
     return rows
