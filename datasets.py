@@ -17,6 +17,7 @@ import utils
 from rheed import augment
 from rheed.errors import UserError
 from rheed.frame_cache import cache_short_side, cached_pipeline
+from rheed.tta import eval_input_size
 from rheed.imageio import is_image_file, make_loader, verify_files
 
 DATA_SETS = ('CIFAR', 'IMNET', 'image_folder', 'RHEED')
@@ -173,7 +174,7 @@ def build_transform(is_train: bool, args):
     """Upstream's transform: timm create_transform for training, resize + center crop for evaluation.
 
     With `--aug_mode rheed` the RHEED transforms of rheed.augment instead (geometry-keeping crops, flips,
-    photometric jitter; the whole frame resized for evaluation).
+    photometric jitter; the whole frame resized for evaluation, to the largest --tta_scales view when set).
 
     Training flips horizontally only (a RHEED pattern mirrored left-right is still physical; timm never
     flips vertically).
@@ -188,7 +189,8 @@ def build_transform(is_train: bool, args):
         mode = getattr(args, 'background_mode', 'global')
         if is_train:
             return augment.rheed_train_transform(args.input_size, mean, std, tuple(args.crop_scale), background, mode)
-        return augment.rheed_eval_transform(args.input_size, mean, std, background, mode)
+        size = eval_input_size(args.input_size, getattr(args, 'tta_scales', None))
+        return augment.rheed_eval_transform(size, mean, std, background, mode)
 
     if is_train:
         transform = create_transform(

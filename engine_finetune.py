@@ -13,7 +13,7 @@ from timm.utils import ModelEma
 import utils
 from rheed.errors import UserError
 from rheed.metrics import compute_metrics, gather_predictions
-from rheed.tta import flip_averaged_logits
+from rheed.tta import tta_logits
 
 
 def train_one_epoch(model: torch.nn.Module, criterion: torch.nn.Module, data_loader: Iterable,
@@ -94,14 +94,14 @@ def train_one_epoch(model: torch.nn.Module, criterion: torch.nn.Module, data_loa
 
 @torch.no_grad()
 def evaluate(data_loader, model, device, use_amp=False, amp_dtype='float16', class_names: Sequence[str] = None,
-             tta_flip: bool = False):
+             tta_flip: bool = False, tta_sizes: Sequence[int] | None = None):
     """Loss, top-1 (and top-5 with more than 5 classes) and rheed.metrics over the whole dataset.
 
     Predictions of all processes are gathered and the sampler's padded duplicates dropped (by dataset
     index), so each sample counts once. The loss is the plain (unweighted) cross-entropy averaged over
     samples. Returns a dict with `loss`, `acc1`, `acc5` (percent), `metrics` (compute_metrics) and the
     per-sample arrays `indices`, `labels`, `probs` (sorted by dataset index). `tta_flip`: logits averaged
-    over the four flips of each image (rheed.tta).
+    over the four flips of each image; `tta_sizes`: over views of these sizes (rheed.tta).
     """
     model.eval()
     use_amp = use_amp and device.type == 'cuda'
@@ -117,7 +117,7 @@ def evaluate(data_loader, model, device, use_amp=False, amp_dtype='float16', cla
                 out = model(x)
             return out['logits'] if isinstance(out, dict) else out
 
-        output = flip_averaged_logits(logits, images) if tta_flip else logits(images).float()
+        output = tta_logits(logits, images, tta_sizes, tta_flip)
         losses.append(F.cross_entropy(output, target, reduction='none').cpu())
         probs.append(output.softmax(dim=-1).cpu())
         labels.append(target.cpu())

@@ -34,6 +34,7 @@ from rheed.errors import UserError, run_trainer, warn
 from rheed.losses import build_criterion, mixup_active
 from rheed.sampling import BalancedSampler
 from rheed import train_args
+from rheed.tta import view_sizes
 from utils import NativeScalerWithGradNormCount as NativeScaler
 from utils import str2bool
 
@@ -166,7 +167,8 @@ def get_args_parser():
                              '(reshuffled each pass), so that small sets still get enough optimizer steps')
     parser.add_argument('--crop_scale', default=[0.08, 1.0], type=float, nargs=2, metavar=('MIN', 'MAX'),
                         help='area range of the training RandomResizedCrop (upstream: 0.08 1.0); RHEED frames '
-                             'want a larger minimum such as 0.5 so the crop keeps the diffraction pattern')
+                             'want a larger minimum such as 0.5 so the crop keeps the diffraction pattern; with '
+                             '--aug_mode rheed a MAX above 1 also zooms out (window larger than the frame, zero outside)')
     parser.add_argument('--class_weights', default='none', type=str,
                         help='per-class loss weights: none, auto (inverse class frequency, mean 1), effective '
                              '(effective number of samples, mean 1) or a comma-separated list, one per class')
@@ -181,6 +183,10 @@ def get_args_parser():
     parser.add_argument('--tta_flip', type=str2bool, default=False,
                         help='evaluate (validation, test, and predict.py with this checkpoint) on the average '
                              'logits of the four left-right/up-down flips of each frame')
+    parser.add_argument('--tta_scales', type=float, nargs='+', default=None,
+                        help='evaluate (validation, test, and predict.py with this checkpoint) on the average '
+                             'logits of views of the whole frame at input_size times each scale, e.g. 1 1.125 '
+                             '(--aug_mode rheed; default: one view at input_size)')
     parser.add_argument('--calibrate', type=str2bool, default=True,
                         help='after training, fit a softmax temperature on the validation set; it is stored in '
                              'checkpoint-best.pth and used for the test metrics and by scripts/predict.py')
@@ -250,6 +256,12 @@ def check_args(args):
         raise UserError(f"--epochs {args.epochs}: train for at least one epoch (or evaluate with --eval true)")
     if args.input_size < 32:
         raise UserError(f"--input_size {args.input_size} is too small: the model downsamples by 32")
+    low, high = args.crop_scale
+    if not 0 < low <= high or (high > 1 and args.aug_mode != 'rheed'):
+        raise UserError(f"--crop_scale {low} {high}: needs 0 < MIN <= MAX, and MAX <= 1 unless --aug_mode rheed "
+                        f"(where MAX > 1 zooms out)")
+    if args.tta_scales and (args.aug_mode != 'rheed' or min(args.tta_scales) <= 0):
+        raise UserError(f"--tta_scales {' '.join(map(str, args.tta_scales))}: needs --aug_mode rheed and scales above 0")
     if args.output_dir:
         runs.check_output_dir(args.output_dir)
         if not args.eval:
@@ -293,7 +305,8 @@ def report_checkpoint(args, model, device, class_names, loaders, checkpoint, che
     """Evaluates `model` on val and test, calibrates on val (unless `fitted` is given or --calibrate false)
     and writes the reports (main process). Returns the calibration used."""
     raw = {split: (evaluate(loader, model, device, use_amp=args.use_amp, amp_dtype=args.amp_dtype,
-                            class_names=class_names, tta_flip=args.tta_flip), loader.dataset)
+                            class_names=class_names, tta_flip=args.tta_flip,
+                            tta_sizes=view_sizes(args.input_size, args.tta_scales)), loader.dataset)
            for split, (loader, _) in loaders.items() if loader is not None}
     info = dict(data_path=os.path.abspath(loaders['test'][1]) if 'test' in raw else None,
                 checkpoint=str(checkpoint), checkpoint_epoch=checkpoint_epoch, best_metric=args.best_metric,
@@ -526,7 +539,8 @@ def main(args):
         for suffix, net in validated:
             stats = flat_metrics(evaluate(data_loader_val, net, next(net.parameters()).device, use_amp=args.use_amp,
                                           amp_dtype=args.amp_dtype, class_names=class_names,
-                                          tta_flip=args.tta_flip))
+                                          tta_flip=args.tta_flip,
+                                          tta_sizes=view_sizes(args.input_size, args.tta_scales)))
             value = selection_value(stats, args.best_metric, epoch)
             if is_better(value, best['value' + suffix], args.best_metric):
                 best['value' + suffix], best['epoch' + suffix] = value, epoch

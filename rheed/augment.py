@@ -18,6 +18,7 @@ No colour operation: the three channels stay identical. Evaluation resizes the w
 """
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -28,15 +29,32 @@ from torchvision.transforms import functional as TF
 
 
 class RandomCropKeepingAspect:
-    """RandomResizedCrop whose aspect-ratio range is centred on the input frame's own aspect ratio."""
+    """RandomResizedCrop whose aspect-ratio range is centred on the input frame's own aspect ratio.
+
+    A scale above 1 lets the window be larger than the frame (zoom out): the frame then lies inside the window
+    and the rest is zero - the background after --subtract_background - so the pattern appears smaller than
+    in the whole-frame evaluation view."""
 
     def __init__(self, size: int, scale: tuple = (0.5, 1.0), ratio_spread: float = 1.25):
         self.size, self.scale, self.spread = size, tuple(scale), ratio_spread
 
+    def window(self, width: int, height: int, ratio: tuple) -> tuple:
+        """(top, left, h, w) of a window of area scale x the frame's, log-uniform aspect ratio in `ratio`; a side
+        longer than the frame's is placed so that it covers the frame."""
+        area = width * height * torch.empty(1).uniform_(*self.scale).item()
+        aspect = math.exp(torch.empty(1).uniform_(math.log(ratio[0]), math.log(ratio[1])).item())
+        w, h = max(1, round(math.sqrt(area * aspect))), max(1, round(math.sqrt(area / aspect)))
+        left = int(torch.randint(min(0, width - w), max(0, width - w) + 1, (1,)))
+        top = int(torch.randint(min(0, height - h), max(0, height - h) + 1, (1,)))
+        return top, left, h, w
+
     def __call__(self, img: Image.Image) -> Image.Image:
         aspect = img.width / img.height
         ratio = (aspect / self.spread, aspect * self.spread)
-        top, left, h, w = transforms.RandomResizedCrop.get_params(img, self.scale, ratio)
+        if self.scale[1] > 1:
+            top, left, h, w = self.window(img.width, img.height, ratio)
+        else:   # torchvision's sampler (windows inside the frame), as before zoom-out existed
+            top, left, h, w = transforms.RandomResizedCrop.get_params(img, self.scale, ratio)
         return TF.resized_crop(img, top, left, h, w, [self.size, self.size],
                                interpolation=transforms.InterpolationMode.BICUBIC, antialias=True)
 

@@ -121,7 +121,8 @@ def export_model(classifier: Classifier, out_dir: str | Path, formats: Sequence[
     out_dir.mkdir(parents=True, exist_ok=True)
 
     input_size = int(input_size or classifier.args["input_size"])
-    transform_args = argparse.Namespace(**{**classifier.args, "input_size": input_size})
+    # the exported graph is the plain model: one view at input_size (no --tta_flip/--tta_scales averaging)
+    transform_args = argparse.Namespace(**{**classifier.args, "input_size": input_size, "tta_scales": None})
     if input_size != classifier.args["input_size"]:
         transform_args.crop_pct = classifier.args.get("crop_pct")
     transform = datasets.build_transform(False, transform_args)

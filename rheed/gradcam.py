@@ -139,8 +139,11 @@ def run_gradcam(checkpoint: str | Path, images: Sequence[str | Path], out_dir: s
     layer = layer or getattr(classifier.model, "gradcam_layer", DEFAULT_LAYER)
     x = classifier.preprocess([classifier.loader(str(p)) for p in images]).to(classifier.device)
     # rank and report by the probabilities predict.py and the test predictions give: with the checkpoint's
-    # temperature (and flip averaging when it was evaluated that way)
+    # temperature (and flip/scale averaging when it was evaluated that way)
     probs = classifier.predict_tensor(x)
+    if classifier.view_sizes:  # maps of the view at the training input size (the largest is for --tta_scales)
+        from rheed.tta import resized
+        x = resized(x, classifier.args["input_size"])
     maps, classes, probs = class_maps(classifier.model, x, layer, top=min(2, len(classifier.class_names)),
                                       probs=probs)
     frames = displayable(x.cpu(), classifier.transform)

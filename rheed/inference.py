@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from rheed.errors import UserError
-from rheed.tta import flip_averaged_logits
+from rheed.tta import resized, tta_logits, view_sizes
 
 # Keys that only an FCMAE pre-training state_dict has.
 PRETRAIN_KEY_PREFIXES = ("encoder.", "decoder.", "mask_token", "proj.", "pred.")
@@ -67,11 +67,16 @@ class Classifier:
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return torch.stack([self.transform(img) for img in images])
 
+    @property
+    def view_sizes(self) -> list[int] | None:
+        """Input sizes of the evaluation views when the checkpoint was evaluated on several (--tta_scales)."""
+        scales = self.args.get("tta_scales")
+        return view_sizes(self.args["input_size"], scales) if scales else None
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's logits, averaged over flips when the checkpoint was evaluated that way (--tta_flip)."""
-        if self.args.get("tta_flip"):
-            return flip_averaged_logits(self.model, x)
-        return self.model(x).float()
+        """The model's logits (float32), averaged over the views the checkpoint was evaluated on (--tta_flip,
+        --tta_scales)."""
+        return tta_logits(self.model, x, self.view_sizes, bool(self.args.get("tta_flip")))
 
     @torch.inference_mode()
     def predict_tensor(self, x: torch.Tensor) -> np.ndarray:
@@ -88,8 +93,9 @@ class Classifier:
     def probs_and_features(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and the pooled, normalised features the head reads (forward_features)."""
         x = self.preprocess(images).to(self.device)
-        features = self.model.forward_features(x)
-        logits = self.logits(x) if self.args.get("tta_flip") else self.model.head(features).float()
+        features = self.model.forward_features(resized(x, self.args["input_size"]) if self.view_sizes else x)
+        tta = self.args.get("tta_flip") or self.view_sizes
+        logits = self.logits(x) if tta else self.model.head(features).float()
         probs = torch.softmax(logits / self.temperature, dim=1)
         return probs.cpu().numpy(), features.float().cpu().numpy()
 

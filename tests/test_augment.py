@@ -138,3 +138,39 @@ def test_adaptive_background_handles_tiny_and_flat_frames():
         flat = Image.fromarray(np.full(shape, 90, np.uint8)).convert('RGB')
         out = np.asarray(augment.SubtractBackground('adaptive')(flat))
         assert out.shape == shape + (3,) and not out.any()
+
+
+def test_crop_scale_above_one_zooms_out_with_a_zero_border():
+    crop = augment.RandomCropKeepingAspect(64, scale=(1.4, 1.6))
+    torch.manual_seed(0)
+    frame = Image.new('RGB', (160, 120), (200, 200, 200))
+    for _ in range(20):
+        top, left, h, w = crop.window(160, 120, (160 / 120 / 1.25, 160 / 120 * 1.25))
+        assert 1.4 * 0.99 <= h * w / (160 * 120) <= 1.6 * 1.01
+        # a side longer than the frame's covers it: the whole frame height or width is inside the window
+        if w >= 160:
+            assert left <= 0 and left + w >= 160
+        if h >= 120:
+            assert top <= 0 and top + h >= 120
+        x = np.asarray(crop(frame))[..., 0]
+        assert x.shape == (64, 64) and x[32, 32] == 200
+        assert (x == 0).mean() > 0.1   # the zoomed-out frame leaves a black border
+    # scales up to 1 keep torchvision's sampler: the same windows as before zoom-out existed
+    torch.manual_seed(1)
+    ours = augment.RandomCropKeepingAspect(64, scale=(0.5, 1.0))(streak_frame())
+    torch.manual_seed(1)
+    aspect = 160 / 120
+    top, left, h, w = augment.transforms.RandomResizedCrop.get_params(
+        streak_frame(), (0.5, 1.0), (aspect / 1.25, aspect * 1.25))
+    theirs = augment.TF.resized_crop(streak_frame(), top, left, h, w, [64, 64],
+                                     interpolation=augment.transforms.InterpolationMode.BICUBIC, antialias=True)
+    assert np.array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+def test_crop_scale_checks(tmp_path, tiny_split):
+    from conftest import run_cli
+    for scale, mode in ((('0.5', '1.5'), 'upstream'), (('0', '1'), 'rheed'), (('0.9', '0.5'), 'rheed')):
+        proc = run_cli(["main_finetune.py", "--data_set", "RHEED", "--data_path", tiny_split, "--device", "cpu",
+                        "--aug_mode", mode, "--crop_scale", *scale, "--output_dir", tmp_path / "out"], timeout=120)
+        assert proc.returncode != 0 and "--crop_scale" in proc.stderr and "needs 0 < MIN <= MAX" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
