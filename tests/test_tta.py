@@ -34,6 +34,11 @@ def test_evaluate_and_classifier_use_the_flip_average_when_asked():
     with torch.no_grad():
         expected = torch.softmax(flip_averaged_logits(net, x), dim=1).numpy()
     assert abs(flipped["probs"] - expected).max() < 1e-6 and abs(plain["probs"] - expected).max() > 1e-4
+    from rheed.tta import tta_logits
+    scaled = evaluate(loader, net, torch.device("cpu"), class_names=["a", "b"], tta_sizes=[24, 32])
+    with torch.no_grad():
+        by_views = torch.softmax(tta_logits(net, x, [24, 32]), dim=1).numpy()
+    assert abs(scaled["probs"] - by_views).max() < 1e-6 and abs(scaled["probs"] - plain["probs"]).max() > 1e-4
 
     def classifier(tta):
         return Classifier(model=net, transform=None, loader=None, class_names=["a", "b"],
