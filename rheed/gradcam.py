@@ -141,9 +141,7 @@ def run_gradcam(checkpoint: str | Path, images: Sequence[str | Path], out_dir: s
     # rank and report by the probabilities predict.py and the test predictions give: with the checkpoint's
     # temperature (and flip/scale averaging when it was evaluated that way)
     probs = classifier.predict_tensor(x)
-    if classifier.view_sizes:  # maps of the view at the training input size (the largest is for --tta_scales)
-        from rheed.tta import resized
-        x = resized(x, classifier.args["input_size"])
+    x = classifier.main_view(x)   # maps at the training input size, also when --tta_scales made a larger view
     maps, classes, probs = class_maps(classifier.model, x, layer, top=min(2, len(classifier.class_names)),
                                       probs=probs)
     frames = displayable(x.cpu(), classifier.transform)

@@ -73,6 +73,10 @@ class Classifier:
         scales = self.args.get("tta_scales")
         return view_sizes(self.args["input_size"], scales) if scales else None
 
+    def main_view(self, x: torch.Tensor) -> torch.Tensor:
+        """The view at the training input size (x itself unless the transform made a larger one for --tta_scales)."""
+        return resized(x, self.args["input_size"]) if self.view_sizes else x
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The model's logits (float32), averaged over the views the checkpoint was evaluated on (--tta_flip,
         --tta_scales)."""
@@ -93,7 +97,7 @@ class Classifier:
     def probs_and_features(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and the pooled, normalised features the head reads (forward_features)."""
         x = self.preprocess(images).to(self.device)
-        features = self.model.forward_features(resized(x, self.args["input_size"]) if self.view_sizes else x)
+        features = self.model.forward_features(self.main_view(x))
         tta = self.args.get("tta_flip") or self.view_sizes
         logits = self.logits(x) if tta else self.model.head(features).float()
         probs = torch.softmax(logits / self.temperature, dim=1)
