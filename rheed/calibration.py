@@ -1,8 +1,13 @@
 """Post-hoc calibration of a classifier on the validation set: temperature scaling and a decision threshold.
 
 - Temperature scaling (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017): one scalar T
-  divides the logits; T is fitted by minimising the validation negative log-likelihood. It changes the
-  probabilities, never their ranking, so ROC-AUC is unchanged.
+  divides the logits. It changes the probabilities, never their ranking, so ROC-AUC is unchanged. T is the
+  maximum a posteriori estimate: the validation negative log-likelihood plus a normal prior on log T
+  (centred on T = 1, sd `PRIOR_LOG_SD`). The likelihood counts as many independent observations as the
+  validation set has growth runs (`groups`): neighbouring frames of one run are nearly copies of each other.
+  The plain likelihood fit overfits such a set: when the validation frames are all classified correctly it
+  drives T to its lower bound (probabilities of exactly 0 or 1 on new frames, right or wrong), after a few
+  confident errors to its upper bound (every probability near 0.5); docs/EXPERIMENTS.md section 25.
 - Decision threshold (binary tasks): predict the positive class when its calibrated probability is
   >= threshold; the threshold maximises validation macro-F1 (ties: the one closest to 0.5), which suits
   the imbalanced smooth/rough task better than argmax.
@@ -17,6 +22,7 @@ from scipy.optimize import minimize_scalar
 from sklearn.metrics import f1_score
 
 EPS = 1e-12
+PRIOR_LOG_SD = 0.5      # log T ~ N(0, 0.5^2): T within a factor of 1.65 of 1 at one sd
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -33,12 +39,17 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(p).mean())
 
 
-def fit_temperature(probs: np.ndarray, labels: np.ndarray, bounds: tuple = (0.05, 20.0)) -> float:
-    """The T in `bounds` that minimises the NLL of apply_temperature(probs, T); 1.0 for an empty set."""
+def fit_temperature(probs: np.ndarray, labels: np.ndarray, groups: int | None = None,
+                    bounds: tuple = (0.05, 20.0)) -> float:
+    """The T in `bounds` that minimises mean NLL of apply_temperature(probs, T) + (log T)^2 / (2 sd^2 groups):
+    the posterior mode with `groups` independent observations (None: one per frame); 1.0 for an empty set."""
     labels = np.asarray(labels)
     if len(labels) == 0:
         return 1.0
-    result = minimize_scalar(lambda log_t: nll(apply_temperature(probs, float(np.exp(log_t))), labels),
+    n = max(int(groups if groups is not None else len(labels)), 1)
+    weight = 1.0 / (2.0 * PRIOR_LOG_SD ** 2 * n)
+    result = minimize_scalar(lambda log_t: nll(apply_temperature(probs, float(np.exp(log_t))), labels)
+                             + weight * log_t ** 2,
                              bounds=tuple(np.log(bounds)), method='bounded', options={'xatol': 1e-4})
     return float(np.exp(result.x))
 
@@ -90,15 +101,17 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict:
     return {'bins': rows, 'ece': float(ece)}
 
 
-def calibrate(probs: np.ndarray, labels: np.ndarray, positive: int | None, tune_threshold: bool = False) -> dict:
-    """Fits T on validation predictions; returns it with before/after NLL and ECE. For two classes the
-    threshold that maximises validation macro-F1 is recorded as `val_best_threshold`; it becomes the decision
-    `threshold` only with `tune_threshold` (otherwise None: argmax)."""
-    temperature = fit_temperature(probs, labels)
+def calibrate(probs: np.ndarray, labels: np.ndarray, positive: int | None, tune_threshold: bool = False,
+              groups: int | None = None) -> dict:
+    """Fits T on validation predictions (`groups`: the number of growth runs among them, see fit_temperature);
+    returns it with before/after NLL and ECE. For two classes the threshold that maximises validation macro-F1
+    is recorded as `val_best_threshold`; it becomes the decision `threshold` only with `tune_threshold`
+    (otherwise None: argmax)."""
+    temperature = fit_temperature(probs, labels, groups)
     scaled = apply_temperature(probs, temperature)
     val_best = best_threshold(scaled, labels, positive) if positive is not None else None
     return {'temperature': temperature, 'threshold': val_best if tune_threshold else None,
             'val_best_threshold': val_best, 'positive_index': positive,
             'val_nll_before': nll(probs, labels), 'val_nll_after': nll(scaled, labels),
             'val_ece_before': reliability(probs, labels)['ece'], 'val_ece_after': reliability(scaled, labels)['ece'],
-            'num_val_samples': int(len(labels))}
+            'num_val_samples': int(len(labels)), 'num_val_groups': groups}

@@ -21,6 +21,7 @@ import numpy as np
 
 from rheed import calibration
 from rheed.metrics import compute_metrics, positive_class_index
+from rheed.naming import count_sequences
 from rheed.atomic import write_json_atomic as write_json
 
 
@@ -55,12 +56,17 @@ def print_metrics(title: str, metrics: dict, loss: float) -> None:
           f"{metrics['confusion_matrix']}")
 
 
-def fit_calibration(val_stats: dict | None, class_names: Sequence[str], tune_threshold: bool = False) -> dict | None:
-    """Temperature and (two classes, `tune_threshold`) decision threshold fitted on the validation predictions."""
+def fit_calibration(val_stats: dict | None, class_names: Sequence[str], tune_threshold: bool = False,
+                    val_dataset=None) -> dict | None:
+    """Temperature and (two classes, `tune_threshold`) decision threshold fitted on the validation predictions;
+    the growth runs among the validation files (by their names) set how much evidence they carry."""
     if val_stats is None or len(val_stats['labels']) == 0:
         return None
     positive = positive_class_index(class_names) if len(class_names) == 2 else None
-    fitted = calibration.calibrate(val_stats['probs'], val_stats['labels'], positive, tune_threshold)
+    groups = None
+    if getattr(val_dataset, 'samples', None) is not None:
+        groups = count_sequences(sample_paths(val_dataset, val_stats['indices']))
+    fitted = calibration.calibrate(val_stats['probs'], val_stats['labels'], positive, tune_threshold, groups)
     fitted['positive_class'] = class_names[positive] if positive is not None else None
     return fitted
 
@@ -110,7 +116,8 @@ def report(raw: dict, class_names: Sequence[str], fitted: dict | None, calibrate
     and `calibrate`, prints each split's metrics and writes the files into output_dir (None: print only).
     Returns the calibration used."""
     if fitted is None and calibrate:
-        fitted = fit_calibration(raw['val'][0] if 'val' in raw else None, class_names, tune_threshold)
+        val_stats, val_dataset = raw['val'] if 'val' in raw else (None, None)
+        fitted = fit_calibration(val_stats, class_names, tune_threshold, val_dataset)
     results = {}
     for split, (stats, dataset) in raw.items():
         stats = apply_calibration(stats, class_names, fitted)

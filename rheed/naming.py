@@ -53,6 +53,17 @@ def parse_sequence_frame(name: str | os.PathLike, pattern: str | re.Pattern | No
     return sequence, frame
 
 
+def count_sequences(names: Iterable[str | os.PathLike], pattern: str | re.Pattern | None = None) -> int:
+    """How many growth runs the frames come from: distinct sequence ids; a name without a frame number is a
+    run of its own."""
+    regex = compile_pattern(pattern)
+    keys = set()
+    for name in names:
+        sequence, frame = parse_sequence_frame(name, regex)
+        keys.add(('run', sequence) if frame is not None else ('frame', str(name)))
+    return len(keys)
+
+
 def sort_by_frame(paths: Iterable[str | os.PathLike], pattern: str | re.Pattern | None = None) -> list:
     """Sorts by (sequence, frame, name); names without a frame number come last, by name."""
     regex = compile_pattern(pattern)

@@ -31,6 +31,33 @@ def test_fit_temperature_recovers_overconfidence():
     assert calibration.reliability(scaled, labels)['ece'] < calibration.reliability(softmax(logits), labels)['ece']
 
 
+def test_separable_validation_runs_do_not_drive_the_temperature_to_its_bound():
+    # 8 runs of 10 near-identical frames each, all classified correctly: the plain likelihood keeps falling as
+    # T -> 0; counted as 8 observations with the prior on log T, T stays near 1
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(8) % 2, 10)
+    margin = np.repeat(rng.uniform(1.0, 3.0, 8), 10) + rng.normal(0, 0.05, 80)
+    logits = np.stack([np.where(labels == 0, margin, -margin), np.zeros(80)], axis=1)
+    probs = softmax(logits)
+    assert calibration.fit_temperature(probs, labels, groups=10**12) == pytest.approx(0.05, rel=0.01)
+    per_run = calibration.fit_temperature(probs, labels, groups=8)
+    per_frame = calibration.fit_temperature(probs, labels)
+    assert 0.6 < per_run < 1.0 and per_frame < per_run      # more evidence -> closer to the likelihood fit
+    fitted = calibration.calibrate(probs, labels, positive=0, groups=8)
+    assert fitted['temperature'] == pytest.approx(per_run) and fitted['num_val_groups'] == 8
+
+
+def test_a_few_confident_errors_do_not_flatten_every_probability():
+    # one of 6 validation runs is confidently wrong: the likelihood alone pushes T up towards 0.5 everywhere
+    labels = np.repeat([0, 1, 0, 1, 0, 1], 10)
+    sign = np.where(labels == 0, 1.0, -1.0)
+    sign[50:] *= -1.0                                     # the last run: wrong, as sure as the others are right
+    probs = softmax(np.stack([4.0 * sign, np.zeros(60)], axis=1))
+    plain = calibration.fit_temperature(probs, labels, groups=10**12)
+    shrunk = calibration.fit_temperature(probs, labels, groups=6)
+    assert plain > 2.0 and 1.0 < shrunk < plain / 1.5
+
+
 def test_best_threshold_fixes_an_imbalanced_argmax():
     # positive class 0 ('rough'): rough frames get p_rough 0.30-0.40, smooth frames 0.05-0.15
     labels = np.array([0] * 10 + [1] * 40)

@@ -67,6 +67,7 @@ def test_full_cpu_finetune(tiny_split, tmp_path, capsys):
     fitted = best["calibration"]
     assert fitted["positive_class"] == "rough" and 0.0 < fitted["threshold"] < 1.0 and fitted["temperature"] > 0
     assert fitted["val_nll_after"] <= fitted["val_nll_before"] + 1e-9
+    assert fitted["num_val_groups"] == 2      # val/<class>/<class>_NNN.png: one frame sequence per class by name
     assert report["calibration"]["threshold"] == pytest.approx(fitted["threshold"])
     assert report["threshold"] == pytest.approx(fitted["threshold"]) and "argmax_metrics" in report
     assert set(json.loads((out / "calibration.json").read_text())) >= {"temperature", "threshold", "val_reliability",

@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import run_cli
 from rheed.errors import UserError
-from rheed.naming import DEFAULT_PATTERN, parse_sequence_frame, sort_by_frame
+from rheed.naming import DEFAULT_PATTERN, count_sequences, parse_sequence_frame, sort_by_frame
 from rheed.split import MANIFEST_COLUMNS, collect_frames, exact_counts, plan_split, split_dataset
 
 SPLITS = ("train", "val", "test")
@@ -91,6 +91,14 @@ def test_parse_sequence_frame():
         parse_sequence_frame("a1.png", r"(?P<frame>\d+")
     assert DEFAULT_PATTERN
     assert sort_by_frame(["b_10.png", "b_9.png", "a_2.png", "zzz.png"]) == ["a_2.png", "b_9.png", "b_10.png", "zzz.png"]
+
+
+def test_count_sequences_counts_runs_and_lone_frames():
+    names = ["val/rough/island_rough__seq013_000005.png", "val/rough/island_rough__seq013_000006.png",
+             "val/rough/run7_000003.tif", "val/smooth/run7_000001.tif", "val/smooth/run7_000002.tif",
+             "val/smooth/reference.png", "val/smooth/other.png"]
+    assert count_sequences(names) == 4     # island_rough__seq013, run7 (both classes), two lone frames
+    assert count_sequences([]) == 0
 
 
 def test_exact_counts():
