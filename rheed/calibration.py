@@ -7,7 +7,7 @@
   validation set has growth runs (`groups`): neighbouring frames of one run are nearly copies of each other.
   The plain likelihood fit overfits such a set: when the validation frames are all classified correctly it
   drives T to its lower bound (probabilities of exactly 0 or 1 on new frames, right or wrong), after a few
-  confident errors to its upper bound (every probability near 0.5); docs/EXPERIMENTS.md section 25.
+  confident errors to a large T (every probability pulled towards 0.5); docs/EXPERIMENTS.md section 25.
 - Decision threshold (binary tasks): predict the positive class when its calibrated probability is
   >= threshold; the threshold maximises validation macro-F1 (ties: the one closest to 0.5), which suits
   the imbalanced smooth/rough task better than argmax.
