@@ -5,7 +5,9 @@ Per-frame stages, one process, at `--size` (median of `--repeats` passes over `-
   and the --variety look (wide ranges; a ring run, the most expensive extra kind);
 - camera: rheed.camera.apply_camera on a rendered frame;
 - png: quantise and PNG-encode to memory (at the generator's compression level);
-End to end: generate_dataset into a temporary folder with 1 and `--workers` processes (`--scale`).
+End to end: generate_dataset into a temporary folder with 1 and `--workers` processes (`--scale`), in the
+default look at `--size` and in the quick-start's look (--variety --camera_randomize: every run gets its
+own camera, frame size 640x480 to 1388x1038 and sometimes JPEG; the frame rate is not at `--size`).
 Run it on a quiet machine: another busy process changes the numbers a lot.
 
     python benchmarks/bench_synthetic.py [--size 656x492] [--frames 20] [--workers 2] [--scale 0.02]
@@ -28,7 +30,7 @@ from PIL import Image  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rheed import synthetic as S  # noqa: E402
 from rheed import synthetic_dataset as D  # noqa: E402
-from rheed.camera import apply_camera, random_camera  # noqa: E402
+from rheed.camera import apply_camera, random_camera, screen_response  # noqa: E402
 from rheed.synthetic_variety import kind_params, widen  # noqa: E402
 
 
@@ -57,6 +59,7 @@ def main() -> None:
     ring = kind_params("ring", widen(S.random_params(rng, width, height), rng), rng)
     frame = S.render_frame(plain, 0.3, rng)
     cam = random_camera(np.random.default_rng(1))
+    response = screen_response(cam, height, width)   # once per run, as the generator does
 
     def encode(_):
         Image.fromarray(S.quantize(frame)).save(io.BytesIO(), format="PNG", compress_level=D.PNG_COMPRESS_LEVEL)
@@ -66,16 +69,18 @@ def main() -> None:
                                             args.frames, args.repeats)),
         ("render, variety ring run", per_second(lambda i: S.render_frame(ring, 0.95, rng, t=i),
                                                 args.frames, args.repeats)),
-        ("camera (apply_camera)", per_second(lambda i: apply_camera(frame, cam), args.frames, args.repeats)),
+        ("camera (apply_camera)", per_second(lambda i: apply_camera(frame, cam, response), args.frames, args.repeats)),
         ("png encode", per_second(encode, args.frames, args.repeats)),
     ]
-    for workers in sorted({1, args.workers}):
-        with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            summary = D.generate_dataset(Path(tmp) / "data", scale=args.scale, sequences=4, seed=0, width=width,
-                                         height=height, workers=workers)
-            seconds = time.perf_counter() - start
-        rows.append((f"generate_dataset, {workers} process(es), {summary['files']} frames", summary["files"] / seconds))
+    for look, options in (("", {}), (" varied", {"variety": True, "camera_randomize": True})):
+        for workers in sorted({1, args.workers}):
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                summary = D.generate_dataset(Path(tmp) / "data", scale=args.scale, sequences=4, seed=0, width=width,
+                                             height=height, workers=workers, **options)
+                seconds = time.perf_counter() - start
+            name = f"generate_dataset{look}, {workers} process(es), {summary['files']} frames"
+            rows.append((name, summary["files"] / seconds))
     print(f"synthetic generator at {width}x{height} (frames per second; {os.cpu_count()} CPUs visible)")
     for name, fps in rows:
         print(f"  {name:<48} {fps:8.1f}")

@@ -50,25 +50,36 @@ def random_camera(rng: np.random.Generator) -> CameraParams:
     )
 
 
-def apply_camera(frame: np.ndarray, cam: CameraParams) -> np.ndarray:
-    """The [0, 1] frame as this camera records it (before quantisation; JPEG happens at saving)."""
-    h, w = frame.shape
+def screen_response(cam: CameraParams, height: int, width: int) -> np.ndarray:
+    """float32 (height, width) factor of the screen edge and vignetting, in camera coordinates (the same
+    for every frame of a run: compute it once and pass it to apply_camera)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    if cam.screen is not None:
+        cx, cy, radius = cam.screen[0] * width, cam.screen[1] * height, cam.screen[2] * min(height, width)
+        r = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2) / radius
+        inside = np.clip((1.0 - r) / 0.03 + 0.5, 0.0, 1.0)          # soft screen edge
+        response = inside * (1.0 - cam.vignetting * np.clip(r, 0, 1) ** 2) + (1.0 - inside) * 0.05
+    else:
+        r = np.sqrt(((xx - width / 2) / (width / 2)) ** 2 + ((yy - height / 2) / (height / 2)) ** 2) / np.sqrt(2)
+        response = 1.0 - cam.vignetting * r ** 2
+    return response.astype(np.float32)
+
+
+def apply_camera(frame: np.ndarray, cam: CameraParams, response: np.ndarray | None = None) -> np.ndarray:
+    """The [0, 1] frame as this camera records it (before quantisation; JPEG happens at saving).
+    `response`: screen_response(cam, *frame.shape), computed here when not given."""
     img = frame.astype(np.float32)
     if cam.flip_vertical:
         img = img[::-1]
     if cam.flip_horizontal:
         img = img[:, ::-1]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    if cam.screen is not None:
-        cx, cy, radius = cam.screen[0] * w, cam.screen[1] * h, cam.screen[2] * min(h, w)
-        r = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2) / radius
-        inside = np.clip((1.0 - r) / 0.03 + 0.5, 0.0, 1.0)          # soft screen edge
-        img = img * (inside * (1.0 - cam.vignetting * np.clip(r, 0, 1) ** 2) + (1.0 - inside) * 0.05)
-    else:
-        r = np.sqrt(((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2) / np.sqrt(2)
-        img = img * (1.0 - cam.vignetting * r ** 2)
-    img = np.clip(img * cam.gain, 0.0, 1.0) ** cam.gamma
-    return np.ascontiguousarray(img, dtype=np.float32)
+    if response is None:
+        response = screen_response(cam, *img.shape)
+    img = img * response
+    img *= np.float32(cam.gain)
+    np.clip(img, 0.0, 1.0, out=img)
+    img **= np.float32(cam.gamma)
+    return img
 
 
 def save_8bit(path, frame8: np.ndarray, cam: CameraParams) -> None:

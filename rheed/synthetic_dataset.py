@@ -161,6 +161,10 @@ def _write_run(job: _RunJob) -> list:
     else:
         progress = island_progress(plan.n_frames, plan.n_smooth, *island_ends(rng))
     ext = ".tif" if job.tiff16 else ".png"
+    response = None
+    if cam is not None:
+        from rheed.camera import screen_response
+        response = screen_response(cam, run_height, run_width)
     rows = []
     for frame_index, rho in enumerate(progress):
         cls = _frame_class(plan, frame_index)
@@ -168,7 +172,7 @@ def _write_run(job: _RunJob) -> list:
         frame = render_frame(p, rho, rng, t=frame_index)
         if cam is not None:
             from rheed.camera import apply_camera
-            frame = apply_camera(frame, cam)
+            frame = apply_camera(frame, cam, response)
         _write_frame(job.out / cls / name, frame, job.tiff16, cam)
         rows.append((f"{cls}/{name}", cls, f"seq{plan.sequence:03d}", frame_index, f"{rho:.4f}"))
     return rows

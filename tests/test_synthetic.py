@@ -168,17 +168,29 @@ def test_render_frame_noise_and_range():
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
-def test_shot_noise_has_poisson_mean_and_variance_on_both_sides_of_the_switch():
+def test_normal_deviates_are_standard_normal_and_reproducible():
+    z = S.normal_deviates(np.random.default_rng(0), (400, 500))
+    assert z.dtype == np.float32 and z.shape == (400, 500)
+    assert abs(z.mean()) < 0.01 and abs(z.var() - 1.0) < 0.01
+    assert abs(np.mean(z > 1.0) - 0.1587) < 0.003 and abs(np.mean(np.abs(z) > 3.0) - 0.0027) < 0.0005
+    assert np.array_equal(z, S.normal_deviates(np.random.default_rng(0), (400, 500)))
+    assert not np.array_equal(z, S.normal_deviates(np.random.default_rng(1), (400, 500)))
+
+
+def test_sensor_noise_has_shot_plus_read_variance_on_both_sides_of_the_switch():
     rng = np.random.default_rng(0)
-    for lam in (2.0, 12.0, S.NORMAL_SHOT_NOISE_FROM, 400.0):
-        counts = S.shot_noise(np.full(200_000, lam, np.float32), rng)
-        assert counts.dtype == np.float32 and counts.min() >= 0
-        assert np.array_equal(counts, np.round(counts))                       # whole photons
-        assert abs(counts.mean() - lam) < 4 * np.sqrt(lam / counts.size)
-        assert abs(counts.var() / lam - 1.0) < 0.03
+    read_sd = 2.0
+    for lam in (0.0, 2.0, 12.0, S.NORMAL_SHOT_NOISE_FROM, 400.0):
+        signal = S.sensor_noise(np.full(200_000, lam, np.float32), read_sd, rng)
+        assert signal.dtype == np.float32
+        variance = lam + read_sd ** 2
+        assert abs(signal.mean() - lam) < 4 * np.sqrt(variance / signal.size)
+        assert abs(signal.var() / variance - 1.0) < 0.03
+    dim = S.sensor_noise(np.full(10_000, 3.0, np.float32), 0.0, rng)
+    assert np.array_equal(dim, np.round(dim)) and dim.min() >= 0                 # Poisson counts below the switch
     mixed = np.array([0.0, 1.0, 50.0, 900.0], np.float32).repeat(1000)
-    a, b = S.shot_noise(mixed, np.random.default_rng(7)), S.shot_noise(mixed, np.random.default_rng(7))
-    assert np.array_equal(a, b) and np.all(a[:1000] == 0)
+    a, b = S.sensor_noise(mixed, 1.0, np.random.default_rng(7)), S.sensor_noise(mixed, 1.0, np.random.default_rng(7))
+    assert np.array_equal(a, b) and a[:1000].min() < 0 < a[:1000].max()           # read noise around the black level
 
 
 def test_kikuchi_lines_match_the_full_frame_profile():
@@ -260,7 +272,7 @@ def test_cli_writes_and_refuses_non_empty_output(tmp_path):
 
 
 def test_camera_randomisation_varies_every_factor_and_is_deterministic(tmp_path):
-    from rheed.camera import FRAME_SIZES, apply_camera, random_camera
+    from rheed.camera import FRAME_SIZES, apply_camera, random_camera, screen_response
     cams = [random_camera(np.random.default_rng([0, i, 7])) for i in range(40)]
     assert {c.flip_vertical for c in cams} == {True, False}
     assert {c.screen is None for c in cams} == {True, False}
@@ -275,6 +287,9 @@ def test_camera_randomisation_varies_every_factor_and_is_deterministic(tmp_path)
     screened = next(c for c in cams if c.screen is not None)
     out = apply_camera(np.full((60, 80), 0.5, np.float32), screened)
     assert out[0, 0] < 0.1 < out[int(screened.screen[1] * 60), int(screened.screen[0] * 80)]
+    response = screen_response(screened, 60, 80)          # computed once per run by the generator
+    assert response.dtype == np.float32 and response.shape == (60, 80)
+    assert np.array_equal(apply_camera(frame, screened, response), apply_camera(frame, screened))
 
     first, second = tmp_path / "a", tmp_path / "b"
     for out_dir in (first, second):
