@@ -2,11 +2,11 @@
 
 Per-frame stages, one process, at `--size` (median of `--repeats` passes over `--frames` frames):
 - render: rheed.synthetic.render_frame (pattern, phosphor blur, shot and read noise), the default look
-  and the --variety look (wide ranges; a ring run, the most expensive extra kind);
+  and the --variety look (wide ranges; ring runs, the most expensive extra kind); one run per frame;
 - camera: rheed.camera.apply_camera on a rendered frame;
 - png: quantise and PNG-encode to memory (at the generator's compression level);
 End to end: generate_dataset into a temporary folder with 1 and `--workers` processes (`--scale`), in the
-default look at `--size` and in the quick-start's look (--variety --camera_randomize: every run gets its
+default look at `--size` (as 8-bit PNG and as 16-bit TIFF, which costs no compression) and in the quick-start's look (--variety --camera_randomize: every run gets its
 own camera, frame size 640x480 to 1388x1038 and sometimes JPEG; the frame rate is not at `--size`).
 Run it on a quiet machine: another busy process changes the numbers a lot.
 
@@ -55,24 +55,26 @@ def main() -> None:
     width, height = (int(v) for v in args.size.lower().split("x"))
 
     rng = np.random.default_rng(0)
-    plain = S.random_params(rng, width, height)
-    ring = kind_params("ring", widen(S.random_params(rng, width, height), rng), rng)
-    frame = S.render_frame(plain, 0.3, rng)
+    # many runs: brightness (photon count) and geometry change the cost of a frame by up to ~1.5x
+    plain = [S.random_params(rng, width, height) for _ in range(args.frames)]
+    ring = [kind_params("ring", widen(S.random_params(rng, width, height), rng), rng) for _ in range(args.frames)]
+    frame = S.render_frame(plain[0], 0.3, rng)
     cam = random_camera(np.random.default_rng(1))
     response = screen_response(cam, height, width)   # once per run, as the generator does
 
     def encode(_):
-        Image.fromarray(S.quantize(frame)).save(io.BytesIO(), format="PNG", compress_level=D.PNG_COMPRESS_LEVEL)
+        Image.fromarray(S.quantize(frame)).save(io.BytesIO(), format="PNG", **D.PNG_OPTIONS)
 
     rows = [
-        ("render, default look", per_second(lambda i: S.render_frame(plain, i / args.frames, rng, t=i),
+        ("render, default look", per_second(lambda i: S.render_frame(plain[i], i / args.frames, rng, t=i),
                                             args.frames, args.repeats)),
-        ("render, variety ring run", per_second(lambda i: S.render_frame(ring, 0.95, rng, t=i),
+        ("render, variety ring run", per_second(lambda i: S.render_frame(ring[i], 0.95, rng, t=i),
                                                 args.frames, args.repeats)),
         ("camera (apply_camera)", per_second(lambda i: apply_camera(frame, cam, response), args.frames, args.repeats)),
         ("png encode", per_second(encode, args.frames, args.repeats)),
     ]
-    for look, options in (("", {}), (" varied", {"variety": True, "camera_randomize": True})):
+    for look, options in (("", {}), (" --tiff16", {"tiff16": True}),
+                          (" varied", {"variety": True, "camera_randomize": True})):
         for workers in sorted({1, args.workers}):
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()

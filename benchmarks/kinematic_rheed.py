@@ -39,7 +39,7 @@ from scipy.ndimage import gaussian_filter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rheed.synthetic import quantize  # noqa: E402  (only the camera-count rounding; no pattern code)
-from rheed.synthetic_dataset import PNG_COMPRESS_LEVEL  # noqa: E402
+from rheed.synthetic_dataset import PNG_OPTIONS  # noqa: E402
 
 SIZES = ((640, 480), (656, 492), (800, 600), (1024, 768))
 KINDS = ('layer', 'laue', 'islands', 'transition', 'rings')
@@ -249,7 +249,7 @@ def write_run(out: Path, seed: int, run: int, kind: str, n_frames: int) -> list:
             continue
         name = f'seq{run:03d}_{frame:06d}.png'
         (out / fine).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(quantize(img, p['bits'])).save(out / fine / name, compress_level=PNG_COMPRESS_LEVEL)
+        Image.fromarray(quantize(img, p['bits'])).save(out / fine / name, **PNG_OPTIONS)
         rows.append((f'{fine}/{name}', fine, f'seq{run:03d}', frame, f'{coverage:.3f}', f'{bulk_share:.3f}', kind,
                      p['width'], p['height'], p['bits']))
     return rows

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from rheed.synthetic_dataset import PNG_COMPRESS_LEVEL
+from rheed.synthetic_dataset import PNG_OPTIONS
 
 FRAME_SIZES = ((640, 480), (656, 492), (780, 580), (1024, 768), (1280, 1024), (1388, 1038))
 
@@ -85,9 +85,9 @@ def apply_camera(frame: np.ndarray, cam: CameraParams, response: np.ndarray | No
 def save_8bit(path, frame8: np.ndarray, cam: CameraParams) -> None:
     """PNG, or JPEG-compressed pixels (decoded again) in a PNG, so that file names and readers stay the same."""
     if cam.jpeg_quality is None:
-        Image.fromarray(frame8).save(path, compress_level=PNG_COMPRESS_LEVEL)
+        Image.fromarray(frame8).save(path, **PNG_OPTIONS)
         return
     buffer = io.BytesIO()
     Image.fromarray(frame8).save(buffer, format="JPEG", quality=cam.jpeg_quality)
     buffer.seek(0)
-    Image.open(buffer).convert("L").save(path, compress_level=PNG_COMPRESS_LEVEL)
+    Image.open(buffer).convert("L").save(path, **PNG_OPTIONS)

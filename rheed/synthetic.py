@@ -16,8 +16,9 @@ Each run also has a small `look_shift`: its pattern looks a little rougher or sm
 label says, as when a person picks the transition frame by eye (zero in `make_growth_run`).
 
 Every frame has a dark shadow edge at the bottom, a beam brightness that drifts along the run,
-a small camera rotation, phosphor blur (Gaussian), shot noise (Poisson; above 30 photons per pixel
-its normal approximation, drawn together with the read noise) and read noise. The pattern
+a small camera rotation, phosphor blur (Gaussian), shot noise (Poisson below 10 photons per pixel, its
+skew-corrected normal approximation up to 30, the plain normal one, drawn together with the read noise,
+above) and read noise. The pattern
 is left-right symmetric about the specular spot (up to the rotation and a small intensity
 asymmetry), never up-down symmetric.
 
@@ -389,8 +390,11 @@ def _rotate(img: np.ndarray, degrees: float, center: tuple) -> np.ndarray:
     return np.asarray(turned, dtype=np.float32)
 
 
-# Below this many expected photons a pixel's count is a Poisson draw; above it the normal law with the
-# same mean and variance (skew under 0.2), which then also carries the read noise in one draw.
+# Photon counts by brightness: below POISSON_BELOW expected photons a Poisson draw; up to
+# NORMAL_SHOT_NOISE_FROM the normal law with the Cornish-Fisher skew term (Poisson mean, variance and
+# skew, rounded to whole photons: numpy's Poisson sampler is slowest in this range); above it the plain
+# normal law (skew under 0.2), which then also carries the read noise in one draw.
+POISSON_BELOW = 10.0
 NORMAL_SHOT_NOISE_FROM = 30.0
 
 # Standard normal quantiles at the centres of 2**16 equal-probability bins: indexing them with uniform
@@ -408,18 +412,23 @@ def normal_deviates(rng: np.random.Generator, shape: tuple) -> np.ndarray:
 
 def sensor_noise(expected: np.ndarray, read_sd: float, rng: np.random.Generator) -> np.ndarray:
     """Recorded signal (float32, photon units) for `expected` photons per pixel: shot noise plus
-    Gaussian read noise of `read_sd` photons. Dim pixels get a Poisson count plus read noise, the
-    others one normal draw with variance expected + read_sd**2 (read noise can go below zero; the
-    black level is added later)."""
+    Gaussian read noise of `read_sd` photons. Dim pixels get a whole photon count plus read noise
+    (see POISSON_BELOW), the others one normal draw with variance expected + read_sd**2 (read noise
+    can go below zero; the black level is added later)."""
     z = normal_deviates(rng, expected.shape)
     dim = expected < NORMAL_SHOT_NOISE_FROM
-    read_dim = z[dim] * np.float32(read_sd)
+    if dim.any():
+        lam, zd = expected[dim], z[dim]
+        counts = np.rint(lam + np.sqrt(lam) * zd + (zd * zd - 1.0) / 6.0)
+        darkest = lam < POISSON_BELOW
+        counts[darkest] = rng.poisson(lam[darkest])
+        dim_signal = np.maximum(counts, 0.0) + normal_deviates(rng, lam.shape) * np.float32(read_sd)
     sd = expected + np.float32(read_sd ** 2)
     np.sqrt(sd, out=sd)
     z *= sd
     z += expected
-    if read_dim.size:
-        z[dim] = rng.poisson(expected[dim]) + read_dim
+    if dim.any():
+        z[dim] = dim_signal
     return z
 
 

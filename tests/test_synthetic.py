@@ -177,18 +177,21 @@ def test_normal_deviates_are_standard_normal_and_reproducible():
     assert not np.array_equal(z, S.normal_deviates(np.random.default_rng(1), (400, 500)))
 
 
-def test_sensor_noise_has_shot_plus_read_variance_on_both_sides_of_the_switch():
+def test_sensor_noise_has_shot_plus_read_statistics_in_every_brightness_range():
     rng = np.random.default_rng(0)
     read_sd = 2.0
-    for lam in (0.0, 2.0, 12.0, S.NORMAL_SHOT_NOISE_FROM, 400.0):
+    for lam in (0.0, 2.0, S.POISSON_BELOW, 15.0, S.NORMAL_SHOT_NOISE_FROM, 400.0):
         signal = S.sensor_noise(np.full(200_000, lam, np.float32), read_sd, rng)
         assert signal.dtype == np.float32
         variance = lam + read_sd ** 2
         assert abs(signal.mean() - lam) < 4 * np.sqrt(variance / signal.size)
         assert abs(signal.var() / variance - 1.0) < 0.03
-    dim = S.sensor_noise(np.full(10_000, 3.0, np.float32), 0.0, rng)
-    assert np.array_equal(dim, np.round(dim)) and dim.min() >= 0                 # Poisson counts below the switch
-    mixed = np.array([0.0, 1.0, 50.0, 900.0], np.float32).repeat(1000)
+    for lam in (3.0, 15.0, 25.0):                                                  # whole photons, Poisson skew
+        counts = S.sensor_noise(np.full(400_000, lam, np.float32), 0.0, rng).astype(np.float64)
+        assert np.array_equal(counts, np.round(counts)) and counts.min() >= 0
+        skew = ((counts - counts.mean()) ** 3).mean() / counts.var() ** 1.5
+        assert abs(skew * np.sqrt(lam) - 1.0) < 0.1
+    mixed = np.array([0.0, 1.0, 15.0, 50.0, 900.0], np.float32).repeat(1000)
     a, b = S.sensor_noise(mixed, 1.0, np.random.default_rng(7)), S.sensor_noise(mixed, 1.0, np.random.default_rng(7))
     assert np.array_equal(a, b) and a[:1000].min() < 0 < a[:1000].max()           # read noise around the black level
 
