@@ -417,18 +417,16 @@ def sensor_noise(expected: np.ndarray, read_sd: float, rng: np.random.Generator)
     can go below zero; the black level is added later)."""
     z = normal_deviates(rng, expected.shape)
     dim = expected < NORMAL_SHOT_NOISE_FROM
-    if dim.any():
-        lam, zd = expected[dim], z[dim]
-        counts = np.rint(lam + np.sqrt(lam) * zd + (zd * zd - 1.0) / 6.0)
-        darkest = lam < POISSON_BELOW
-        counts[darkest] = rng.poisson(lam[darkest])
-        dim_signal = np.maximum(counts, 0.0) + normal_deviates(rng, lam.shape) * np.float32(read_sd)
+    lam, zd = expected[dim], z[dim]
     sd = expected + np.float32(read_sd ** 2)
     np.sqrt(sd, out=sd)
     z *= sd
     z += expected
-    if dim.any():
-        z[dim] = dim_signal
+    if lam.size:
+        counts = np.rint(lam + np.sqrt(lam) * zd + (zd * zd - 1.0) / 6.0)
+        darkest = lam < POISSON_BELOW
+        counts[darkest] = rng.poisson(lam[darkest])
+        z[dim] = np.maximum(counts, 0.0) + normal_deviates(rng, lam.shape) * np.float32(read_sd)
     return z
 
 

@@ -147,11 +147,13 @@ def _write_run(job: _RunJob) -> list:
     from rheed import synthetic_variety as V
     plan = job.plan
     rng = run_rng(job.seed, job.run_index)
-    cam = None
+    cam = response = None
+    run_width, run_height = job.size
     if job.camera_randomize:  # its own random stream: the patterns stay those of the same seed without it
-        from rheed.camera import random_camera
+        from rheed.camera import apply_camera, random_camera, screen_response   # (rheed.camera imports this module)
         cam = random_camera(np.random.default_rng([job.seed, job.run_index, 7]))
-    run_width, run_height = cam.size if cam is not None else job.size
+        run_width, run_height = cam.size
+        response = screen_response(cam, run_height, run_width)
     p = random_params(rng, run_width, run_height, run_frames=plan.n_frames)
     if job.variety:
         p = V.widen(p, rng)
@@ -163,17 +165,12 @@ def _write_run(job: _RunJob) -> list:
     else:
         progress = island_progress(plan.n_frames, plan.n_smooth, *island_ends(rng))
     ext = ".tif" if job.tiff16 else ".png"
-    response = None
-    if cam is not None:
-        from rheed.camera import screen_response
-        response = screen_response(cam, run_height, run_width)
     rows = []
     for frame_index, rho in enumerate(progress):
         cls = _frame_class(plan, frame_index)
         name = f"seq{plan.sequence:03d}_{frame_index:06d}{ext}"
         frame = render_frame(p, rho, rng, t=frame_index)
         if cam is not None:
-            from rheed.camera import apply_camera
             frame = apply_camera(frame, cam, response)
         _write_frame(job.out / cls / name, frame, job.tiff16, cam)
         rows.append((f"{cls}/{name}", cls, f"seq{plan.sequence:03d}", frame_index, f"{rho:.4f}"))
