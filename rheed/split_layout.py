@@ -10,8 +10,9 @@ HELD_OUT_SPLITS = ('val', 'test')
 # chevrons, polycrystalline rings) -> rough (rheed.synthetic_variety explains the extra classes)
 FINE_TO_BINARY = {'layer_smooth': 'smooth', 'island_smooth': 'smooth', 'island_rough': 'rough',
                   'laue_smooth': 'smooth', 'ring_rough': 'rough'}
-# neither 2D layer growth nor 3D islands: left out of binary splits, kept with --classes fine
-AMBIGUOUS_CLASSES = ('amorphous_halo',)
+# no binary label (neither 2D layer growth nor 3D islands; the mixed frames around an island run's
+# transition): left out of binary splits, kept with --classes fine
+AMBIGUOUS_CLASSES = ('amorphous_halo', 'island_transition')
 MANIFEST_COLUMNS = ('path', 'source', 'fine_class', 'label', 'sequence', 'frame', 'split')
 
 

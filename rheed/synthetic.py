@@ -43,11 +43,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from scipy.special import ndtri
 
 CLASS_NAMES = ("layer_smooth", "island_smooth", "island_rough")
 ROUGH_THRESHOLD = 0.5
+# island frames near ROUGH_THRESHOLD, written apart when asked (streaks and spots mixed; no binary label)
+TRANSITION_CLASS = "island_transition"
 
 REF_WIDTH, REF_HEIGHT = 656, 492
 
@@ -263,11 +265,12 @@ def _spot_factors(p: RheedParams, rho: float, y: np.ndarray, x: np.ndarray):
     return fy, amps.astype(np.float32), fx, (yc, xc, amps)
 
 
-def _add_chevrons(img: np.ndarray, p: RheedParams, strength: float, spots) -> None:
-    """Adds V-shaped arms opening upwards from every visible transmission spot."""
+def _add_chevrons(img: np.ndarray, p: RheedParams, strength: float, spots, blur: float = 0.0) -> None:
+    """Adds V-shaped arms opening upwards from every visible transmission spot (seen through a Gaussian
+    blur of sigma `blur`)."""
     yc, xc, amps = spots
     arm = 0.45 * p.spacing
-    half = int(math.ceil(arm)) + 2
+    half = int(math.ceil(arm)) + 2 + int(math.ceil(4.0 * blur))
     v, u = np.mgrid[-half:half + 1, -half:half + 1].astype(np.float32)   # v = row offset (up < 0)
     width = max(0.6 * p.spot_sigma[0], 0.6)
     kernel = np.zeros_like(u)
@@ -278,6 +281,8 @@ def _add_chevrons(img: np.ndarray, p: RheedParams, strength: float, spots) -> No
         inside = (along > 0) & (along < arm)
         kernel += np.where(inside, np.exp(-0.5 * (across / width) ** 2) * (1.0 - along / arm), 0.0)
     kernel *= strength
+    if blur > 0:
+        kernel = gaussian_filter(kernel, blur, mode="constant")
     h, w = img.shape
     for i, j in zip(*np.nonzero(amps > 0.02 * amps.max())):
         r, c = int(round(yc[i])), int(round(xc[j]))
@@ -289,13 +294,18 @@ def _add_chevrons(img: np.ndarray, p: RheedParams, strength: float, spots) -> No
         img[max(r0, 0):min(r1, h), max(c0, 0):min(c1, w)] += amps[i, j] * kernel[kr0:kr1, kc0:kc1]
 
 
-def _add_kikuchi(img: np.ndarray, p: RheedParams, weight: float, y: np.ndarray, x: np.ndarray) -> None:
+def _add_kikuchi(img: np.ndarray, p: RheedParams, weight: float, y: np.ndarray, x: np.ndarray,
+                 blur: float = 0.0) -> None:
     """Thin bright lines with a dark companion, mirrored about the specular column. Each line is
     steeper than 30 degrees, so every row only touches a short run of columns around it; beyond
-    6 line widths the profile is below 1e-7 of its peak and is left out."""
+    6 line widths the profile is below 1e-7 of its peak and is left out. A Gaussian blur of sigma
+    `blur` across a straight line of Gaussian profile widens it to sqrt(width**2 + blur**2) and scales
+    the even part by r = width / new width and the odd (dark-side) part by r**2."""
     y_spec = p.y_shadow - p.laue_radius
     height, width = img.shape
-    for angle, offset, amp, line_width in p.kikuchi:
+    for angle, offset, amp, sharp_width in p.kikuchi:
+        line_width = math.hypot(sharp_width, blur)
+        r = sharp_width / line_width
         for side in (-1.0, 1.0):
             # line through (x0 + side * offset, y_spec), tilted by `angle` from the horizontal
             nx, ny = math.sin(angle), side * math.cos(angle)
@@ -307,34 +317,46 @@ def _add_kikuchi(img: np.ndarray, p: RheedParams, weight: float, y: np.ndarray, 
             rows, cols = rows[inside], cols[inside]
             u = ((x[cols] - (p.x0 + side * offset)) * nx + (y[rows] - y_spec) * ny) / line_width
             # bright excess line with a darker deficiency side (one exponential for speed)
-            img[rows, cols] += weight * amp * np.exp(-0.5 * u * u) * (1.0 - 0.6 * side * u)
+            img[rows, cols] += weight * amp * r * np.exp(-0.5 * u * u) * (1.0 - 0.6 * r * side * u)
 
 
-def _add_rings(img: np.ndarray, p: RheedParams, y: np.ndarray, x: np.ndarray) -> None:
+def _add_rings(img: np.ndarray, p: RheedParams, y: np.ndarray, x: np.ndarray, blur: float = 0.0) -> None:
     """Rings centred on the transmitted beam (at the shadow edge below the specular column): sharp
     Debye-Scherrer rings of a polycrystalline film (arcs when textured) and the broad halo of an
     amorphous one; the shadow edge hides their lower half."""
     dy, dx = y[:, None] - p.y_shadow, x[None, :] - p.x0
     r = np.sqrt(dx * dx + dy * dy)
+    # a blur much narrower than the radius widens a ring's (or the halo's) radial profile like a line's
+    ring_sigma, halo_sigma = math.hypot(p.ring_sigma, blur), math.hypot(p.halo_sigma, blur)
     if p.ring_amp > 0:
-        rings = sum(p.ring_amp * (0.85 ** i) * _gauss(r - radius, p.ring_sigma)
-                    for i, radius in enumerate(p.ring_radii))
+        amp = p.ring_amp * p.ring_sigma / ring_sigma
+        rings = sum(amp * (0.85 ** i) * _gauss(r - radius, ring_sigma) for i, radius in enumerate(p.ring_radii))
         if p.ring_texture > 0:   # fibre texture: intensity gathered around the vertical
             cos_angle = np.abs(dy) / np.maximum(r, 1.0)
             rings *= (1.0 - p.ring_texture) + p.ring_texture * cos_angle ** 4
         img += rings
     if p.halo_amp > 0:
-        img += p.halo_amp * _gauss(r - p.halo_radius, p.halo_sigma)
+        img += p.halo_amp * p.halo_sigma / halo_sigma * _gauss(r - p.halo_radius, halo_sigma)
 
 
-def render_clean(p: RheedParams, progress: float, t: float = 0.0) -> np.ndarray:
-    """Noise-free, unblurred pattern (float32, camera full-scale units) at roughness `progress`
-    (shifted by `p.look_shift`) and time `t` in frames."""
+def render_clean(p: RheedParams, progress: float, t: float = 0.0, blur: float = 0.0) -> np.ndarray:
+    """Noise-free pattern (float32, camera full-scale units) at roughness `progress` (shifted by
+    `p.look_shift`) and time `t` in frames, unblurred or as seen through a Gaussian blur of sigma `blur`.
+
+    The blur is not run over the finished image. The separable terms, masks (shadow edge, vignetting)
+    included, are blurred in their 1-D factors, which is exact; the other terms get their blurred
+    shapes (line and ring widths, a blurred chevron kernel) and a shadow edge widened by the blur. The
+    rotation comes afterwards, which an isotropic blur does not notice."""
     rho = float(np.clip(progress + p.look_shift, 0.0, 1.0))
     y = np.arange(p.height, dtype=np.float32)
     x = np.arange(p.width, dtype=np.float32)
     dip = _oscillation(p, t, rho)
     y_spec = p.y_shadow - p.laue_radius
+
+    lr = 1.0 + p.lr_asym * np.tanh(4.0 * (x - p.x0) / p.width)
+    vignette_y = 1.0 / (1.0 + ((y - p.height / 2) / (0.75 * p.height)) ** 6)
+    mask_x = (lr * 1.0 / (1.0 + ((x - p.width / 2) / (0.62 * p.width)) ** 6)).astype(np.float32)
+    mask_y = (_shadow(p, y, 0.0) * vignette_y).astype(np.float32)
 
     # every separable term is a column of fy (H, K) and fx (W, K): image = fy @ fx.T
     bg = 1.0 + p.bg_rough_gain * rho + 0.15 * dip
@@ -349,31 +371,46 @@ def render_clean(p: RheedParams, progress: float, t: float = 0.0) -> np.ndarray:
     if streaks is not None:
         fy.extend(streaks[0].T)
         fx.extend(streaks[1].T)
-    img = np.stack(fy, axis=1).astype(np.float32) @ np.stack(fx, axis=1).astype(np.float32).T
+    img = _blurred(np.stack(fy, axis=1), mask_y, blur) @ _blurred(np.stack(fx, axis=1), mask_x, blur).T
 
     spots = _spot_factors(p, rho, y, x)
     if spots is not None:
         sy, amps, sx, grid = spots
-        img += (sy.astype(np.float32) @ amps) @ sx.astype(np.float32).T
-        chevron = p.chevron * _smoothstep(0.6, 1.0, rho)
-        if chevron > 0:
-            _add_chevrons(img, p, chevron, grid)
-    kikuchi = 1.0 - _smoothstep(0.0, 0.45, rho)
-    if kikuchi > 0:
-        _add_kikuchi(img, p, kikuchi, y, x)
-    if p.ring_amp > 0 or p.halo_amp > 0:
-        _add_rings(img, p, y, x)
+        img += (_blurred(sy, mask_y, blur) @ amps) @ _blurred(sx, mask_x, blur).T
 
-    lr = 1.0 + p.lr_asym * np.tanh(4.0 * (x - p.x0) / p.width)
-    shadow = 1.0 / (1.0 + np.exp(np.minimum((y - p.y_shadow) / p.shadow_width, 60.0)))
-    vignette_x = 1.0 / (1.0 + ((x - p.width / 2) / (0.62 * p.width)) ** 6)
-    vignette_y = 1.0 / (1.0 + ((y - p.height / 2) / (0.75 * p.height)) ** 6)
-    img *= (shadow * vignette_y)[:, None] * (lr * vignette_x)[None, :]
+    # the rest is not separable: drawn blurred, then masked
+    chevron = p.chevron * _smoothstep(0.6, 1.0, rho) if spots is not None else 0.0
+    kikuchi = 1.0 - _smoothstep(0.0, 0.45, rho)
+    if chevron > 0 or kikuchi > 0 or p.ring_amp > 0 or p.halo_amp > 0:
+        rest = np.zeros_like(img)
+        if chevron > 0:
+            _add_chevrons(rest, p, chevron, spots[3], blur)
+        if kikuchi > 0:
+            _add_kikuchi(rest, p, kikuchi, y, x, blur)
+        if p.ring_amp > 0 or p.halo_amp > 0:
+            _add_rings(rest, p, y, x, blur)
+        rest *= (_shadow(p, y, blur) * vignette_y).astype(np.float32)[:, None]
+        rest *= mask_x[None, :]
+        img += rest
     img += p.dark_level
     img *= _beam(p, t)
     if abs(p.rotation) > 1e-3:
         img = _rotate(img, p.rotation, (p.y_shadow, p.x0))
     return np.maximum(img, np.float32(0.0))
+
+
+def _shadow(p: RheedParams, y: np.ndarray, blur: float) -> np.ndarray:
+    """The sample's shadow edge: a logistic step in y, widened for a Gaussian blur of sigma `blur` (a
+    logistic of scale w has variance (pi w)**2 / 3, to which the blur adds blur**2)."""
+    width = math.sqrt(p.shadow_width ** 2 + 3.0 * (blur / math.pi) ** 2)
+    return 1.0 / (1.0 + np.exp(np.minimum((y - p.y_shadow) / width, 60.0)))
+
+
+def _blurred(factors: np.ndarray, mask: np.ndarray, blur: float) -> np.ndarray:
+    """float32 columns of 1-D profiles times `mask`, each blurred along its length (the frame's edges
+    reflect, as in scipy's 2-D gaussian_filter)."""
+    masked = factors.astype(np.float32, copy=False) * mask[:, None]
+    return gaussian_filter1d(masked, blur, axis=0) if blur > 0 else masked
 
 
 def _rotate(img: np.ndarray, degrees: float, center: tuple) -> np.ndarray:
@@ -432,7 +469,7 @@ def sensor_noise(expected: np.ndarray, read_sd: float, rng: np.random.Generator)
 
 def render_frame(params: RheedParams, progress: float, rng: np.random.Generator, t: float = 0.0) -> np.ndarray:
     """One camera frame (float32, [0, 1] of full scale): pattern, phosphor blur, shot and read noise."""
-    img = gaussian_filter(render_clean(params, progress, t), params.blur)
+    img = render_clean(params, progress, t, blur=params.blur)
     img *= np.float32(params.photons)
     img = sensor_noise(img, params.read_noise * params.photons, rng)
     img *= np.float32(1.0 / params.photons)
@@ -447,14 +484,27 @@ def quantize(frame: np.ndarray, bits: int = 8) -> np.ndarray:
     return np.round(frame * (2 ** bits - 1)).astype(dtype)
 
 
-def island_progress(n_frames: int, transition_frame: int, start: float = 0.18, end: float = 0.95) -> np.ndarray:
+def island_progress(n_frames: int, transition_frame: int, start: float = 0.18, end: float = 0.95,
+                    band: float = 0.0, n_band: int = 0) -> np.ndarray:
     """Roughness of each frame of an island run: rises from `start` to `end`, crossing
-    ROUGH_THRESHOLD exactly between frames transition_frame - 1 and transition_frame."""
+    ROUGH_THRESHOLD exactly between frames transition_frame - 1 and transition_frame. With `n_band` > 0
+    the frames [transition_frame, transition_frame + n_band) cover ROUGH_THRESHOLD +- `band`, the
+    smooth frames stay below it and the rough ones above it."""
     i = np.arange(n_frames, dtype=np.float64)
-    n_s, n_r = transition_frame, n_frames - transition_frame
-    below = start + (ROUGH_THRESHOLD - start) * (i + 0.5) / max(n_s, 1)
-    above = ROUGH_THRESHOLD + (end - ROUGH_THRESHOLD) * (i - n_s + 0.5) / max(n_r, 1)
-    return np.where(i < n_s, below, above)
+    n_s, n_r = transition_frame, n_frames - transition_frame - n_band
+    low, high = ROUGH_THRESHOLD - band, ROUGH_THRESHOLD + band
+    below = start + (low - start) * (i + 0.5) / max(n_s, 1)
+    within = low + (high - low) * (i - n_s + 0.5) / max(n_band, 1)
+    above = high + (end - high) * (i - n_s - n_band + 0.5) / max(n_r, 1)
+    return np.where(i < n_s, below, np.where(i < n_s + n_band, within, above))
+
+
+def band_frames(band: float, n_labelled: int, start: float, end: float) -> int:
+    """How many frames an island run spends within ROUGH_THRESHOLD +- `band` at its average rate of
+    roughening (`n_labelled` smooth and rough frames from `start` to `end`); at least one if band > 0."""
+    if band <= 0:
+        return 0
+    return max(1, int(round(2.0 * band * n_labelled / (end - start))))
 
 
 def layer_progress(p: RheedParams, n_frames: int) -> np.ndarray:

@@ -4,10 +4,12 @@
     Sequence ids and frame counts for a data set whose class sizes follow the real data
     (2003 / 567 / 671 frames) times `scale`.
 ``generate_dataset(out, scale=0.1, sequences=None, seed=0, tiff16=False, width=656, height=492,
-overwrite=False, camera_randomize=False, variety=False, workers=1) -> dict``
+overwrite=False, camera_randomize=False, variety=False, workers=1, transition_band=0.0) -> dict``
     Writes ``out/{layer_smooth,island_smooth,island_rough}/seqNNN_FFFFFF.png`` (``.tif`` with
     `tiff16`) and ``out/synthetic_frames.csv`` (file, class, sequence, frame, progress); `variety` adds
-    the wide ranges and the laue_smooth, ring_rough and amorphous_halo runs of rheed.synthetic_variety.
+    the wide ranges and the laue_smooth, ring_rough and amorphous_halo runs of rheed.synthetic_variety;
+    `transition_band` > 0 adds island frames within that roughness of the transition, written to
+    ``island_transition`` (no binary label), and keeps the labelled frames outside it.
 ``save_contact_sheet(data_dir, out_png, per_class=4)``
     A PNG grid of generated frames, one row per class.
 
@@ -24,11 +26,15 @@ import numpy as np
 from PIL import Image
 
 from rheed.errors import UserError
-from rheed.synthetic import (CLASS_NAMES, REF_HEIGHT, REF_WIDTH, island_ends, island_progress, layer_progress,
-                             quantize, random_params, render_frame, run_rng)
+from rheed.synthetic import (CLASS_NAMES, REF_HEIGHT, REF_WIDTH, TRANSITION_CLASS, band_frames,
+                             island_ends, island_progress, layer_progress, quantize, random_params, render_frame,
+                             run_rng)
 
 REAL_COUNTS = {"layer_smooth": 2003, "island_smooth": 567, "island_rough": 671}
 DEFAULT_SEQUENCES = 4
+# island runs start at roughness >= 0.12 and end at >= 0.85 (rheed.synthetic.island_ends): a band of up to
+# 0.25 around the transition leaves smooth and rough frames on both sides
+MAX_TRANSITION_BAND = 0.25
 FILE_RE = re.compile(r"^seq\d{3}_\d{6}\.(png|tif)$")
 # Huffman coding without string matching: the same pixels as PNG's default (zlib level 6), ~3x faster to
 # write on noisy frames and files ~5 % larger (level 1 matching was slower and ~20 % larger).
@@ -89,7 +95,7 @@ def plan_runs(scale: float = 0.1, sequences: int | None = None, variety: bool = 
 
 def _all_classes() -> tuple:
     from rheed.synthetic_variety import VARIETY_CLASSES
-    return CLASS_NAMES + VARIETY_CLASSES
+    return CLASS_NAMES + VARIETY_CLASSES + (TRANSITION_CLASS,)
 
 
 def _prepare_output(out: Path, overwrite: bool, classes: tuple) -> None:
@@ -130,15 +136,18 @@ class _RunJob:
     tiff16: bool
     camera_randomize: bool
     variety: bool
+    transition_band: float
 
 
-def _frame_class(plan: RunPlan, frame_index: int) -> str:
+def _frame_class(plan: RunPlan, frame_index: int, n_band: int) -> str:
     from rheed.synthetic_variety import KIND_CLASS
     if plan.kind in KIND_CLASS:
         return KIND_CLASS[plan.kind]
     if plan.kind == "layer":
         return "layer_smooth"
-    return "island_smooth" if frame_index < plan.n_smooth else "island_rough"
+    if frame_index < plan.n_smooth:
+        return "island_smooth"
+    return TRANSITION_CLASS if frame_index < plan.n_smooth + n_band else "island_rough"
 
 
 def _write_run(job: _RunJob) -> list:
@@ -155,6 +164,7 @@ def _write_run(job: _RunJob) -> list:
         run_width, run_height = cam.size
         response = screen_response(cam, run_height, run_width)
     p = random_params(rng, run_width, run_height, run_frames=plan.n_frames)
+    n_band = 0
     if job.variety:
         p = V.widen(p, rng)
     if plan.kind in V.KIND_CLASS:
@@ -163,11 +173,13 @@ def _write_run(job: _RunJob) -> list:
     elif plan.kind == "layer":
         progress = layer_progress(p, plan.n_frames)
     else:
-        progress = island_progress(plan.n_frames, plan.n_smooth, *island_ends(rng))
+        start, end = island_ends(rng)
+        n_band = band_frames(job.transition_band, plan.n_frames, start, end)
+        progress = island_progress(plan.n_frames + n_band, plan.n_smooth, start, end, job.transition_band, n_band)
     ext = ".tif" if job.tiff16 else ".png"
     rows = []
     for frame_index, rho in enumerate(progress):
-        cls = _frame_class(plan, frame_index)
+        cls = _frame_class(plan, frame_index, n_band)
         name = f"seq{plan.sequence:03d}_{frame_index:06d}{ext}"
         frame = render_frame(p, rho, rng, t=frame_index)
         if cam is not None:
@@ -180,20 +192,26 @@ def _write_run(job: _RunJob) -> list:
 def generate_dataset(out, scale: float = 0.1, sequences: int | None = None, seed: int = 0,
                      tiff16: bool = False, width: int = REF_WIDTH, height: int = REF_HEIGHT,
                      overwrite: bool = False, progress_callback=None, camera_randomize: bool = False,
-                     variety: bool = False, workers: int = 1) -> dict:
+                     variety: bool = False, workers: int = 1, transition_band: float = 0.0) -> dict:
     """Writes the synthetic data set; returns {'counts': {class: n}, 'sequences': n, 'files': n}.
     `camera_randomize`: every run gets its own camera and screen (rheed.camera; frame size included).
     `variety`: wide geometry ranges and the extra pattern kinds of rheed.synthetic_variety.
-    `workers` > 1 writes runs in that many processes; the files are the same as with one."""
+    `workers` > 1 writes runs in that many processes; the files are the same as with one.
+    `transition_band` > 0: every island run gets extra frames within this distance of ROUGH_THRESHOLD, in
+    TRANSITION_CLASS (streaks and spots mixed: no clear label); its smooth frames stay below the band and its
+    rough frames above it, and the island_smooth/island_rough counts are those without the band."""
     if width < 32 or height < 32:
         raise UserError(f"--width and --height must be >= 32, got {width}x{height}")
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
+    if not 0.0 <= transition_band <= MAX_TRANSITION_BAND:
+        raise UserError(f"--transition_band must be in [0, {MAX_TRANSITION_BAND}], got {transition_band}")
     plans = plan_runs(scale, sequences, variety)
-    classes = _all_classes() if variety else CLASS_NAMES
+    from rheed.synthetic_variety import VARIETY_CLASSES
+    classes = CLASS_NAMES + (VARIETY_CLASSES if variety else ()) + ((TRANSITION_CLASS,) if transition_band > 0 else ())
     out = Path(out)
     _prepare_output(out, overwrite, classes)
-    jobs = [_RunJob(out, plan, i, seed, (width, height), tiff16, camera_randomize, variety)
+    jobs = [_RunJob(out, plan, i, seed, (width, height), tiff16, camera_randomize, variety, transition_band)
             for i, plan in enumerate(plans)]
     rows = []
     if workers == 1:

@@ -1,5 +1,5 @@
 """Writes synthetic RHEED growth videos as data_rheed/<fine class>/ (layer_smooth, island_smooth, island_rough;
-with --variety also laue_smooth, ring_rough, amorphous_halo)."""
+with --variety also laue_smooth, ring_rough, amorphous_halo; with --transition_band island_transition)."""
 import argparse
 import os
 import sys
@@ -34,6 +34,11 @@ def get_args_parser():
                              "glowing) and add runs of flat-surface Laue dots (laue_smooth), polycrystalline "
                              "rings (ring_rough) and amorphous halos (amorphous_halo, no binary label); "
                              "see rheed/synthetic_variety.py")
+    parser.add_argument("--transition_band", default=0.0, type=float,
+                        help="give every island run extra frames whose roughness lies within this distance "
+                             "(<= 0.25) of the transition at 0.5, written to island_transition: streaks and spots "
+                             "mixed, no binary label, left out of binary splits; the labelled frames stay outside "
+                             "the band (default 0: off; the quick-start uses 0.1)")
     parser.add_argument("--workers", default=1, type=int,
                         help="processes writing runs in parallel (same files as with 1)")
     parser.add_argument("--overwrite", action="store_true",
@@ -52,7 +57,7 @@ def main(args):
                                tiff16=args.tiff16, width=args.width, height=args.height,
                                overwrite=args.overwrite, progress_callback=report,
                                camera_randomize=args.camera_randomize, variety=args.variety,
-                               workers=args.workers)
+                               workers=args.workers, transition_band=args.transition_band)
     counts = ", ".join(f"{name} {n}" for name, n in summary["counts"].items())
     print(f"wrote {summary['files']} frames in {summary['sequences']} sequences to {args.out} ({counts}) "
           f"in {time.time() - start:.1f} s")

@@ -65,9 +65,11 @@ if [ -d "$data" ] && [ -n "$(ls -A "$data")" ]; then
     echo "reusing $data"
 else
     # --variety --camera_randomize: a model trained on one look does not recognise frames from other
-    # chambers (docs/EXPERIMENTS.md section 10); flat-surface Laue dots, rings and halos are included
+    # chambers (docs/EXPERIMENTS.md section 10); flat-surface Laue dots, rings and halos are included.
+    # --transition_band 0.1: the frames where streaks and spots are mixed go to island_transition, which the
+    # split leaves out, so no smooth/rough label is a coin flip (docs/EXPERIMENTS.md section 27)
     run "$PY" scripts/make_synthetic_rheed.py --out "$data" --scale "$QUICK_SCALE" --sequences "$QUICK_SEQUENCES" --seed 0 \
-        --variety --camera_randomize --workers "$(( QUICK_WORKERS > 0 ? QUICK_WORKERS : 1 ))"
+        --variety --camera_randomize --transition_band 0.1 --workers "$(( QUICK_WORKERS > 0 ? QUICK_WORKERS : 1 ))"
 fi
 
 step "3/6 split by growth sequence -> $split"

@@ -403,3 +403,61 @@ def test_binary_split_leaves_ambiguous_classes_out(tmp_path):
     assert written == {"smooth", "rough"}
     fine = split_dataset(src, tmp_path / "fine", classes="fine", by_sequence=True, temporal_layer=True, verbose=False)
     assert fine["ambiguous_left_out"] == {} and any((tmp_path / "fine").rglob("amorphous_halo/*.png"))
+
+
+def test_transition_band_adds_mixed_island_frames_apart(tmp_path):
+    from rheed.split import split_dataset
+    from rheed.split_layout import AMBIGUOUS_CLASSES
+    src = tmp_path / "data"
+    plain = D.generate_dataset(tmp_path / "plain", scale=0.02, sequences=2, seed=4, width=64, height=48)
+    summary = D.generate_dataset(src, scale=0.02, sequences=2, seed=4, width=64, height=48, transition_band=0.1)
+    counts = summary["counts"]
+    assert S.TRANSITION_CLASS in AMBIGUOUS_CLASSES
+    # the labelled counts follow the plan as without the band; the band frames come on top
+    assert {c: counts[c] for c in S.CLASS_NAMES} == plain["counts"]
+    assert counts[S.TRANSITION_CLASS] >= 2 and summary["files"] == plain["files"] + counts[S.TRANSITION_CLASS]
+    rows = [r.split(",") for r in (src / "synthetic_frames.csv").read_text().splitlines()[1:]]
+    by_run = {}
+    for _, fine_class, sequence, frame, progress in rows:
+        by_run.setdefault(sequence, []).append((int(frame), fine_class, float(progress)))
+        if fine_class == "island_smooth":
+            assert float(progress) < S.ROUGH_THRESHOLD - 0.1
+        if fine_class == "island_rough":
+            assert float(progress) > S.ROUGH_THRESHOLD + 0.1
+        if fine_class == S.TRANSITION_CLASS:
+            assert abs(float(progress) - S.ROUGH_THRESHOLD) < 0.1
+    for frames in by_run.values():   # in time order: smooth, then the band, then rough; roughness rising
+        order = [c for _, c, _ in sorted(frames)]
+        if "island_rough" in order:
+            assert order == sorted(order, key=("island_smooth", S.TRANSITION_CLASS, "island_rough").index)
+            assert np.all(np.diff([p for _, _, p in sorted(frames)]) > 0)
+    report = split_dataset(src, tmp_path / "split", by_sequence=True, temporal_layer=True, verbose=False)
+    assert report["ambiguous_left_out"] == {S.TRANSITION_CLASS: counts[S.TRANSITION_CLASS]}
+    assert not any(S.TRANSITION_CLASS in p.name for p in (tmp_path / "split").rglob("*.png"))
+    with pytest.raises(UserError, match="--transition_band must be in"):
+        D.generate_dataset(tmp_path / "bad", scale=0.02, sequences=2, transition_band=0.3)
+
+
+def test_island_progress_without_band_is_unchanged():
+    n, t, start, end = 11, 5, 0.2, 0.9
+    i = np.arange(n)
+    old = np.where(i < t, start + (0.5 - start) * (i + 0.5) / t, 0.5 + (end - 0.5) * (i - t + 0.5) / (n - t))
+    assert np.allclose(S.island_progress(n, t, start, end), old)
+    banded = S.island_progress(n + 3, t, start, end, band=0.1, n_band=3)
+    assert banded[t - 1] < 0.4 and np.all(np.abs(banded[t:t + 3] - 0.5) < 0.1) and banded[t + 3] > 0.6
+    assert S.band_frames(0.0, 11, start, end) == 0 and S.band_frames(0.1, 11, start, end) == 3
+
+
+def test_blur_on_factors_matches_blurring_the_image():
+    from rheed.synthetic_variety import kind_params, widen
+    rng = np.random.default_rng(5)
+    for i in range(4):
+        p = widen(S.random_params(rng, 160, 120), rng)
+        p = dataclasses.replace(p, rotation=0.0, chevron=0.5, blur=1.0 + 0.5 * i)
+        for q in (p, kind_params("ring", p, rng), kind_params("halo", p, rng)):
+            for rho in (0.05, 0.5, 1.0):   # Kikuchi lines, streaks and spots, spots with chevrons
+                want = gaussian_filter(S.render_clean(q, rho, 2.0), q.blur)
+                got = S.render_clean(q, rho, 2.0, blur=q.blur)
+                # the frame's edges reflect the image in one case and continue the lines in the other
+                assert np.abs(got - want)[4:-4, 4:-4].max() < 0.015 * want.max()
+                assert abs(got.sum() / want.sum() - 1.0) < 0.002
