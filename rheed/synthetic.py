@@ -355,7 +355,7 @@ def render_clean(p: RheedParams, progress: float, t: float = 0.0, blur: float = 
 
     lr = 1.0 + p.lr_asym * np.tanh(4.0 * (x - p.x0) / p.width)
     vignette_y = 1.0 / (1.0 + ((y - p.height / 2) / (0.75 * p.height)) ** 6)
-    mask_x = (lr * 1.0 / (1.0 + ((x - p.width / 2) / (0.62 * p.width)) ** 6)).astype(np.float32)
+    mask_x = (lr / (1.0 + ((x - p.width / 2) / (0.62 * p.width)) ** 6)).astype(np.float32)
     mask_y = (_shadow(p, y, 0.0) * vignette_y).astype(np.float32)
 
     # every separable term is a column of fy (H, K) and fx (W, K): image = fy @ fx.T
