@@ -12,8 +12,13 @@ roughness `progress` in [0, 1]:
 - progress above `ROUGH_THRESHOLD` up to 1 (late 3D islands): a transmission pattern, a grid of round
   or elongated spots (optionally chevrons), no streaks, a high diffuse background.
 
-Each run also has a small `look_shift`: its pattern looks a little rougher or smoother than its
-label says, as when a person picks the transition frame by eye (zero in `make_growth_run`).
+How bright the spots are next to the streaks differs from run to run, so the roughness at which the
+3D part of the pattern (transmission spots and the streaks' dotted part) takes over differs too (0.31 to
+0.66 over 96 quick-start runs). Island runs are anchored (`anchor_transition`): the rendered roughness
+is the progress bent so that the 3D part carries half the pattern's intensity exactly at
+`ROUGH_THRESHOLD`, and the label follows what the frame shows. Each run also has a small `look_shift`:
+its pattern looks a little rougher or smoother than its label says, as when a person picks the
+transition frame by eye (zero in `make_growth_run`).
 
 Every frame has a dark shadow edge at the bottom, a beam brightness that drifts along the run,
 a small camera rotation, phosphor blur (Gaussian), shot noise (Poisson below 10 photons per pixel, its
@@ -31,6 +36,8 @@ Public API
     run (drives beam drift and growth oscillations); `rng` draws only the noise.
 ``quantize(frame, bits=8)`` (uint8) or ``quantize(frame, bits=12)`` (uint16)
     Quantise a rendered frame (8-bit PNG data, or 12-bit camera data in a uint16 container).
+``anchor_transition(params) -> RheedParams``
+    The same run with `rough_at` set where `spot_share` crosses one half.
 ``make_growth_run(n_frames, transition_frame, size=(656, 492), seed=0) -> list[np.ndarray]``
     One island growth run as uint8 frames; frames before `transition_frame` are smooth
     (progress < ROUGH_THRESHOLD), frames from it on are rough.
@@ -108,6 +115,9 @@ class RheedParams:
     halo_amp: float = 0.0
     halo_radius: float = 0.0
     halo_sigma: float = 1.0
+    # rendered roughness at progress ROUGH_THRESHOLD (progress is bent piecewise linearly to it);
+    # anchor_transition sets it where the 3D part carries half the pattern
+    rough_at: float = ROUGH_THRESHOLD
 
 
 def _smoothstep(a: float, b: float, x: float) -> float:
@@ -196,15 +206,17 @@ def _oscillation(p: RheedParams, t: float, rho: float) -> float:
     return amp * 0.5 * (1.0 - math.cos(2 * math.pi * t / p.ml_period + p.osc_phase))
 
 
-def _streak_factors(p: RheedParams, rho: float, dip: float, y: np.ndarray, x: np.ndarray):
-    """Separable streak profiles: returns (H, K) vertical and (W, K) horizontal factors."""
+def _streak_factors(p: RheedParams, rho: float, dip: float, y: np.ndarray, x: np.ndarray,
+                    rods_only: bool = False):
+    """Separable streak profiles: returns (H, K) vertical and (W, K) horizontal factors; with
+    `rods_only`, only the continuous part of modulated streaks (without their dots at the Bragg rows)."""
     weight = p.streak_amp * (1.0 - _smoothstep(0.3, 0.85, rho)) * (1.0 - 0.4 * dip)
     if weight <= 1e-4:
         return None
     sigma = p.streak_sigma * (1.0 + 1.2 * rho)
     length = p.streak_length * (1.0 - 0.6 * rho)
     modulation = min(_smoothstep(0.1, 0.65, rho), 0.9)
-    bumps = {shift: _row_bumps(p, y, shift) for shift in (0.0, 0.5)} if modulation > 0 else {}
+    bumps = {shift: _row_bumps(p, y, shift) for shift in (0.0, 0.5)} if modulation > 0 and not rods_only else {}
     ys, xs = [], []
     n_max = int(p.width / p.spacing) + 1
     for zone, radius, offset, zone_amp in ((0, p.laue_radius, 0.0, 1.0),
@@ -224,7 +236,8 @@ def _streak_factors(p: RheedParams, rho: float, dip: float, y: np.ndarray, x: np
             profile = 1.0 / (1.0 + ((y - y_hit) / zone_length) ** 2)
             if modulation > 0:
                 odd = p.centered and abs(n - round(n)) < 1e-6 and int(round(n)) % 2 == 1
-                profile = profile * ((1.0 - modulation) + modulation * bumps[0.5 if odd else 0.0])
+                dots = 0.0 if rods_only else bumps[0.5 if odd else 0.0]
+                profile = profile * ((1.0 - modulation) + modulation * dots)
             ys.append(profile)
             xs.append(amp * _gauss(x - (p.x0 + dx), sigma))
     if not ys:
@@ -347,7 +360,7 @@ def render_clean(p: RheedParams, progress: float, t: float = 0.0, blur: float = 
     included, are blurred in their 1-D factors, which is exact; the other terms get their blurred
     shapes (line and ring widths, a blurred chevron kernel) and a shadow edge widened by the blur. The
     rotation comes afterwards, which an isotropic blur does not notice."""
-    rho = float(np.clip(progress + p.look_shift, 0.0, 1.0))
+    rho = rendered_roughness(p, progress + p.look_shift)
     y = np.arange(p.height, dtype=np.float32)
     x = np.arange(p.width, dtype=np.float32)
     dip = _oscillation(p, t, rho)
@@ -397,6 +410,38 @@ def render_clean(p: RheedParams, progress: float, t: float = 0.0, blur: float = 
     if abs(p.rotation) > 1e-3:
         img = _rotate(img, p.rotation, (p.y_shadow, p.x0))
     return np.maximum(img, np.float32(0.0))
+
+
+def rendered_roughness(p: RheedParams, progress: float) -> float:
+    """The roughness drawn for `progress`: 0 -> 0, ROUGH_THRESHOLD -> p.rough_at, 1 -> 1, linear between."""
+    return float(np.interp(progress, (0.0, ROUGH_THRESHOLD, 1.0), (0.0, p.rough_at, 1.0)))
+
+
+def spot_share(p: RheedParams, rho: float, stride: int = 4) -> float:
+    """Share of the clean pattern's spot and streak intensity above the shadow edge, at rendered
+    roughness `rho`, that is 3D: transmission spots plus the dots modulated streaks break into (the
+    continuous rods are 2D). Computed from the 1-D factors on every `stride`-th row and column."""
+    y = np.arange(0, p.height, stride, dtype=np.float32)
+    x = np.arange(0, p.width, stride, dtype=np.float32)
+    above = (y < p.y_shadow).astype(np.float32)
+    totals = []
+    for rods_only in (False, True):
+        streaks = _streak_factors(p, rho, 0.0, y, x, rods_only)
+        totals.append(0.0 if streaks is None else float((above @ streaks[0]) @ streaks[1].sum(axis=0)))
+    spots = _spot_factors(p, rho, y, x)
+    spot_total = 0.0 if spots is None else float(((above @ spots[0]) @ spots[1]) @ spots[2].sum(axis=0))
+    streak_total, rod_total = totals
+    return (spot_total + streak_total - rod_total) / max(spot_total + streak_total, 1e-12)
+
+
+def anchor_transition(p: RheedParams, share: float = 0.5) -> RheedParams:
+    """`p` with `rough_at` set to the rendered roughness where `spot_share` reaches `share` (bisection;
+    the share rises with roughness), so that frames labelled rough are the ones that look it."""
+    low, high = 0.0, 1.0
+    for _ in range(16):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if spot_share(p, mid) < share else (low, mid)
+    return dataclasses.replace(p, rough_at=0.5 * (low + high))
 
 
 def _shadow(p: RheedParams, y: np.ndarray, blur: float) -> np.ndarray:
@@ -528,6 +573,6 @@ def make_growth_run(n_frames: int, transition_frame: int, size: tuple = (REF_WID
         raise ValueError(f"transition_frame {transition_frame} outside 0..{n_frames}")
     width, height = size
     rng = run_rng(seed, 0)
-    p = dataclasses.replace(random_params(rng, width, height, run_frames=n_frames), look_shift=0.0)
+    p = anchor_transition(dataclasses.replace(random_params(rng, width, height, run_frames=n_frames), look_shift=0.0))
     progress = island_progress(n_frames, transition_frame, *island_ends(rng))
     return [quantize(render_frame(p, rho, rng, t=i)) for i, rho in enumerate(progress)]

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from rheed.errors import UserError
-from rheed.synthetic import (CLASS_NAMES, REF_HEIGHT, REF_WIDTH, TRANSITION_CLASS, band_frames,
+from rheed.synthetic import (CLASS_NAMES, REF_HEIGHT, REF_WIDTH, TRANSITION_CLASS, anchor_transition, band_frames,
                              island_ends, island_progress, layer_progress, quantize, random_params, render_frame,
                              run_rng)
 
@@ -173,6 +173,7 @@ def _write_run(job: _RunJob) -> list:
     elif plan.kind == "layer":
         progress = layer_progress(p, plan.n_frames)
     else:
+        p = anchor_transition(p)
         start, end = island_ends(rng)
         n_band = band_frames(job.transition_band, plan.n_frames, start, end)
         progress = island_progress(plan.n_frames + n_band, plan.n_smooth, start, end, job.transition_band, n_band)

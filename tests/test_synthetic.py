@@ -303,6 +303,38 @@ def test_camera_randomisation_varies_every_factor_and_is_deterministic(tmp_path)
     assert sizes <= set(FRAME_SIZES)
 
 
+def test_anchored_island_runs_turn_3d_at_the_label_threshold():
+    from rheed.synthetic_variety import widen
+    runs = [widen(S.random_params(np.random.default_rng([5, i]), 320, 240), np.random.default_rng([6, i]))
+            for i in range(12)]
+    free = [S.spot_share(p, S.ROUGH_THRESHOLD) for p in runs]
+    assert max(free) - min(free) > 0.3            # without the anchor the label boundary means different looks
+    for p in runs:
+        assert S.spot_share(p, 0.0) < 0.05 and S.spot_share(p, 1.0) > 0.95
+        a = S.anchor_transition(p)
+        assert [S.rendered_roughness(a, r) for r in (-0.1, 0.0, S.ROUGH_THRESHOLD, 1.0, 1.2)] == \
+            pytest.approx([0.0, 0.0, a.rough_at, 1.0, 1.0])
+        assert S.spot_share(a, S.rendered_roughness(a, S.ROUGH_THRESHOLD)) == pytest.approx(0.5, abs=0.01)
+        assert S.spot_share(a, S.rendered_roughness(a, 0.4)) < 0.5 < S.spot_share(a, S.rendered_roughness(a, 0.6))
+    # streaks broken into dots at the Bragg rows count as 3D even without any transmission spots
+    no_spots = dataclasses.replace(runs[0], spot_amp=0.0)
+    assert S.spot_share(no_spots, 0.2) < 0.1 < S.spot_share(no_spots, 0.7)
+
+
+def test_dataset_anchors_island_runs_only(tmp_path, monkeypatch):
+    def write(name):
+        out = tmp_path / name
+        D.generate_dataset(out, scale=0.005, sequences=2, seed=3, width=96, height=72, variety=True)
+        return {str(f.relative_to(out)): f.read_bytes() for f in sorted(out.rglob("*.png"))}
+
+    anchored = write("anchored")
+    monkeypatch.setattr(D, "anchor_transition", lambda p: p)
+    plain = write("plain")
+    assert anchored.keys() == plain.keys()
+    changed = {name.split("/")[0] for name in anchored if anchored[name] != plain[name]}
+    assert changed and changed <= {"island_smooth", "island_rough"}
+
+
 def test_variety_writes_every_fine_class_deterministically(tmp_path):
     from rheed.synthetic_variety import VARIETY_CLASSES
 
