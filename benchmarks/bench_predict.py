@@ -6,6 +6,7 @@ written to a temporary folder; the frames are synthetic 656 x 492 growth-run fra
 
     python benchmarks/bench_predict.py [--model convnextv2_atto] [--input_size 224] [--frames 128] [--threads 2]
         [--background_mode adaptive]   # the launchers' input pipeline (--aug_mode rheed + background subtraction)
+        [--compile]                    # predict.py --compile
 """
 import argparse
 import sys
@@ -58,6 +59,8 @@ def main() -> None:
     parser.add_argument("--background_mode", default="", choices=("",) + BACKGROUND_MODES,
                         help="empty: upstream's evaluation transform; else a checkpoint of the RHEED launchers "
                              "(--aug_mode rheed --subtract_background true with this mode)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (as predict.py --compile); "
+                        "a warm-up pass over the folder compiles it before the timed passes")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,6 +76,9 @@ def main() -> None:
                     "args": {"model": args.model, "input_size": args.input_size, "nb_classes": 2,
                              "data_set": "RHEED", **pipeline}}, ckpt)
         classifier = load_classifier(ckpt)
+        if args.compile:   # compiled on an untimed batch
+            classifier.compile(args.batch_size)
+            classifier.predict_images([classifier.image_from_array(f) for f in frames[:args.batch_size]])
         print(f"{args.model}, {args.input_size} px, batch {args.batch_size}, {torch.get_num_threads()} torch threads, "
               f"{args.frames} frames of {frames[0].shape[1]}x{frames[0].shape[0]}, "
               f"background {args.background_mode or 'none (upstream transform)'}")

@@ -53,6 +53,7 @@ class Classifier:
     temperature: float = 1.0              # softmax temperature fitted on validation (rheed.calibration)
     threshold: float | None = None        # decision threshold for `threshold_class`, fitted on validation
     threshold_class: str | None = None
+    pad_batch_to: int = 0                 # batches smaller than this are padded with zeros (see compile)
 
     @property
     def scaling(self) -> dict:
@@ -77,10 +78,20 @@ class Classifier:
         """The view at the training input size (x itself unless the transform made a larger one for --tta_scales)."""
         return resized(x, self.args["input_size"]) if self.view_sizes else x
 
+    def compile(self, batch_size: int) -> None:
+        """torch.compile the network for batches of `batch_size`. Smaller batches are padded to that size, so
+        one compiled graph serves every batch instead of a new compilation for each new batch size (the model
+        treats every frame on its own, so the padding does not change the other frames' outputs)."""
+        self.model = torch.compile(self.model, dynamic=False)
+        self.pad_batch_to = batch_size
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The model's logits (float32), averaged over the views the checkpoint was evaluated on (--tta_flip,
         --tta_scales)."""
-        return tta_logits(self.model, x, self.view_sizes, bool(self.args.get("tta_flip")))
+        n = len(x)
+        if n < self.pad_batch_to:
+            x = torch.cat([x, x.new_zeros((self.pad_batch_to - n,) + tuple(x.shape[1:]))])
+        return tta_logits(self.model, x, self.view_sizes, bool(self.args.get("tta_flip")))[:n]
 
     @torch.inference_mode()
     def predict_tensor(self, x: torch.Tensor) -> np.ndarray:

@@ -140,6 +140,47 @@ def test_cli_growth_run_timeline(checkpoint, run_frames, tmp_path):
     assert (out / "predictions.csv").read_bytes() == before
 
 
+def test_compile_pads_every_batch_to_one_size(checkpoint, run_frames, tmp_path, monkeypatch):
+    """--compile: the network sees only full batches (one compiled graph), and the probabilities are those of
+    the plain model. torch.compile itself is replaced by a recorder here (a real compilation takes ~40 s on
+    2 cores; its numerics are checked by the training --compile test)."""
+    from conftest import load_script
+    from rheed.inference import load_classifier
+
+    seen, calls = [], []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x):
+            seen.append(len(x))
+            return self.inner(x)
+
+    def fake_compile(model, dynamic=None):
+        calls.append(dynamic)
+        return Recorder(model)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    plain, compiled = load_classifier(checkpoint), load_classifier(checkpoint)
+    compiled.compile(4)
+    images = [compiled.image_from_array(f) for f in run_frames[:7]]
+    for n in (4, 3, 1):
+        np.testing.assert_allclose(compiled.predict_images(images[:n]), plain.predict_images(images[:n]), atol=1e-6)
+    assert seen == [4, 4, 4] and calls == [False]
+
+    seen.clear()
+    predict = load_script("predict")
+    folder = write_folder(tmp_path / "run7", run_frames[:10])
+    predict.main(predict.get_args_parser().parse_args(
+        ["--checkpoint", str(checkpoint), "--input", str(folder), "--batch_size", "4", "--compile", "--no_progress"]))
+    assert seen == [4, 4, 4] and calls == [False, False]   # 10 frames: batches of 4, 4 and 2 padded to 4
+    rows = read_csv(tmp_path / "run7_predictions" / "predictions.csv")
+    p_plain = plain.predict_images([plain.image_from_array(f) for f in run_frames[:10]])[:, plain.class_names.index("rough")]
+    np.testing.assert_allclose([float(r["p_rough"]) for r in rows], p_plain, atol=1e-5)
+
+
 def test_folder_tiff_stack_and_video_agree(classifier, run_frames, tmp_path):
     import av
     import tifffile
