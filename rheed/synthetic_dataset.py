@@ -93,9 +93,10 @@ def plan_runs(scale: float = 0.1, sequences: int | None = None, variety: bool = 
     return plans
 
 
-def _all_classes() -> tuple:
+def _all_classes(variety: bool = True, transition: bool = True) -> tuple:
+    """Fine-class folders the generator writes: the base classes, plus the variety and transition ones."""
     from rheed.synthetic_variety import VARIETY_CLASSES
-    return CLASS_NAMES + VARIETY_CLASSES + (TRANSITION_CLASS,)
+    return CLASS_NAMES + (VARIETY_CLASSES if variety else ()) + ((TRANSITION_CLASS,) if transition else ())
 
 
 def _prepare_output(out: Path, overwrite: bool, classes: tuple) -> None:
@@ -208,8 +209,7 @@ def generate_dataset(out, scale: float = 0.1, sequences: int | None = None, seed
     if not 0.0 <= transition_band <= MAX_TRANSITION_BAND:
         raise UserError(f"--transition_band must be in [0, {MAX_TRANSITION_BAND}], got {transition_band}")
     plans = plan_runs(scale, sequences, variety)
-    from rheed.synthetic_variety import VARIETY_CLASSES
-    classes = CLASS_NAMES + (VARIETY_CLASSES if variety else ()) + ((TRANSITION_CLASS,) if transition_band > 0 else ())
+    classes = _all_classes(variety, transition_band > 0)
     out = Path(out)
     _prepare_output(out, overwrite, classes)
     jobs = [_RunJob(out, plan, i, seed, (width, height), tiff16, camera_randomize, variety, transition_band)
