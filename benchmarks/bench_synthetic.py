@@ -2,7 +2,8 @@
 
 Per-frame stages, one process, at `--size` (median of `--repeats` passes over `--frames` frames):
 - render: rheed.synthetic.render_frame (pattern, phosphor blur, shot and read noise), the default look
-  and the --variety look (wide ranges; ring runs, the most expensive extra kind); one run per frame;
+  and the --variety look (wide ranges; ring runs, the most expensive extra kind), in runs of
+  `--run_length` frames as the generator renders them (a run's rotation matrix is built on its first frame);
 - camera: rheed.camera.apply_camera on a rendered frame;
 - png: quantise and PNG-encode to memory (at the generator's compression level);
 End to end: generate_dataset into a temporary folder with 1 and `--workers` processes (`--scale`), in the
@@ -10,7 +11,7 @@ default look at `--size` (as 8-bit PNG and as 16-bit TIFF, which costs no compre
 own camera, frame size 640x480 to 1388x1038 and sometimes JPEG; the frame rate is not at `--size`).
 Run it on a quiet machine: another busy process changes the numbers a lot.
 
-    python benchmarks/bench_synthetic.py [--size 656x492] [--frames 20] [--workers 2] [--scale 0.02]
+    python benchmarks/bench_synthetic.py [--size 656x492] [--frames 20] [--run_length 10] [--workers 2] [--scale 0.02]
 """
 import argparse
 import io
@@ -48,6 +49,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="656x492")
     parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--run_length", type=int, default=10,
+                        help="frames per run in the render rows (quick-start runs have 8-24)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--scale", type=float, default=0.02)
@@ -55,20 +58,26 @@ def main() -> None:
     width, height = (int(v) for v in args.size.lower().split("x"))
 
     rng = np.random.default_rng(0)
-    # many runs: brightness (photon count) and geometry change the cost of a frame by up to ~1.5x
-    plain = [S.random_params(rng, width, height) for _ in range(args.frames)]
-    ring = [kind_params("ring", widen(S.random_params(rng, width, height), rng), rng) for _ in range(args.frames)]
+    # several runs: brightness (photon count) and geometry change the cost of a frame by up to ~1.5x
+    n_runs = -(-args.frames // args.run_length)
+    plain = [S.random_params(rng, width, height) for _ in range(n_runs)]
+    ring = [kind_params("ring", widen(S.random_params(rng, width, height), rng), rng) for _ in range(n_runs)]
     frame = S.render_frame(plain[0], 0.3, rng)
     cam = random_camera(np.random.default_rng(1))
     response = screen_response(cam, height, width)   # once per run, as the generator does
+
+    def run_of(runs, i):
+        if i % args.run_length == 0:      # a new run: its rotation matrix is built again, as in the generator
+            S._rotation_warp.cache_clear()
+        return runs[i // args.run_length]
 
     def encode(_):
         Image.fromarray(S.quantize(frame)).save(io.BytesIO(), format="PNG", **D.PNG_OPTIONS)
 
     rows = [
-        ("render, default look", per_second(lambda i: S.render_frame(plain[i], i / args.frames, rng, t=i),
+        ("render, default look", per_second(lambda i: S.render_frame(run_of(plain, i), i / args.frames, rng, t=i),
                                             args.frames, args.repeats)),
-        ("render, variety ring run", per_second(lambda i: S.render_frame(ring[i], 0.95, rng, t=i),
+        ("render, variety ring run", per_second(lambda i: S.render_frame(run_of(ring, i), 0.95, rng, t=i),
                                                 args.frames, args.repeats)),
         ("camera (apply_camera)", per_second(lambda i: apply_camera(frame, cam, response), args.frames, args.repeats)),
         ("png encode", per_second(encode, args.frames, args.repeats)),
