@@ -469,7 +469,7 @@ def _rotate(img: np.ndarray, degrees: float, center: tuple) -> np.ndarray:
     return turned
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)   # one run at a time per process; ~50 MB each at 1388x1038
 def _rotation_warp(shape: tuple, degrees: float, center: tuple) -> tuple:
     """The bilinear rotation of a frame of `shape` as a sparse matrix on the flattened frame, and the mask of
     output pixels whose source lies outside the frame. Sampled as PIL's affine transform samples (source
