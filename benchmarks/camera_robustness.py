@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from rheed.imageio import IMAGE_EXTENSIONS, rheed_loader  # noqa: E402
 from rheed.calibration import predict_with_threshold  # noqa: E402
+from rheed.imageio import IMAGE_EXTENSIONS, rheed_loader  # noqa: E402
 from rheed.inference import Classifier, load_classifier  # noqa: E402
 from rheed.metrics import compute_metrics, positive_class_index  # noqa: E402
 
