@@ -1,0 +1,85 @@
+"""A copy of a split whose training folder also holds every frame re-recorded by K random cameras - the
+experiment of docs/EXPERIMENTS.md section 33 (camera augmentation before background subtraction).
+
+The project's training transform subtracts the background first and augments afterwards, so it cannot show
+the model what a saturating camera or lossy compression does to a raw frame. Here each training frame (the
+8-bit view the project's loader makes of it) gets K variants, each drawn independently: camera gamma 0.5-0.8
+(p 0.3), gain 1.3-3 with saturation at 255 (p 0.6, off with --no_gain), JPEG quality 30-90 (p 0.5); at least
+one of them. The originals and the val/test folders are linked, not copied; labels and runs stay the same.
+
+    python benchmarks/camera_augmented_split.py --data SPLIT --out SPLIT_CAM [--variants 2] [--no_gain] [--seed 0]
+    EPOCHS=10 DATA=SPLIT_CAM EXTRA_ARGS="--warmup_steps 14" bash scripts/run_finetune_cpu.sh
+
+With K variants a training epoch has K + 1 times as many frames: divide EPOCHS by K + 1 and give the warm-up
+in steps to keep the launcher's schedule (30 epochs of 229 frames at batch 16 = 420 steps, 14 of warm-up).
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from camera_robustness import labelled_frames, write_frame  # noqa: E402
+from rheed.imageio import rheed_loader  # noqa: E402
+
+
+def random_camera(gray: np.ndarray, rng: np.random.Generator, gain: bool = True) -> tuple[str, np.ndarray]:
+    """(file format, pixels) of the 8-bit grey frame as one random camera records it."""
+    use_gamma, use_gain, use_jpeg = rng.random() < 0.3, rng.random() < 0.6 and gain, rng.random() < 0.5
+    if not (use_gamma or use_gain or use_jpeg):
+        use_gain, use_jpeg = gain, not gain
+    pixels = gray
+    if use_gamma:
+        pixels = 255 * (pixels / 255) ** rng.uniform(0.5, 0.8)
+    if use_gain:
+        pixels = np.clip(pixels * rng.uniform(1.3, 3.0), 0, 255)
+    return (f"jpeg{int(rng.integers(30, 91))}" if use_jpeg else "png"), pixels
+
+
+def write_split(data: Path, out: Path, variants: int, gain: bool = True, seed: int = 0) -> int:
+    """Writes out/train (links to the originals plus the variants) and links out/val, out/test; returns the
+    number of variants written."""
+    frames = labelled_frames(data / "train")
+    rng = np.random.default_rng(seed)
+    for split in ("val", "test"):
+        if (data / split).is_dir():
+            out.mkdir(parents=True, exist_ok=True)
+            os.symlink((data / split).resolve(), out / split)
+    written = 0
+    for path, label in frames:
+        folder = out / "train" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        os.symlink(path.resolve(), folder / path.name)
+        gray = np.asarray(rheed_loader(str(path)).convert("L"), dtype=np.float32)
+        for k in range(variants):
+            fmt, pixels = random_camera(gray, rng, gain)
+            suffix = ".jpg" if fmt.startswith("jpeg") else ".png"
+            write_frame(fmt, pixels, folder / f"{path.stem}_cam{k}{suffix}", rng)
+            written += 1
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True,
+                        help="split folder with train/<class>/ (val/ and test/ are linked)")
+    parser.add_argument("--out", type=Path, required=True, help="new split folder (must not exist yet)")
+    parser.add_argument("--variants", type=int, default=2, help="camera variants per training frame")
+    parser.add_argument("--no_gain", action="store_true", help="no gain/saturation, only gamma and JPEG")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not (args.data / "train").is_dir():
+        sys.exit(f"error: {args.data}/train is not a folder")
+    if args.out.exists():
+        sys.exit(f"error: {args.out} exists; choose a new --out")
+    if args.variants < 1:
+        sys.exit(f"error: --variants must be at least 1, got {args.variants}")
+    written = write_split(args.data, args.out, args.variants, gain=not args.no_gain, seed=args.seed)
+    print(f"{written} camera variants of {written // args.variants} training frames written to {args.out}/train")
+
+
+if __name__ == "__main__":
+    main()
