@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from camera_robustness import labelled_frames, write_frame  # noqa: E402
+from camera_robustness import file_suffix, labelled_frames, write_frame  # noqa: E402
 from rheed.imageio import rheed_loader  # noqa: E402
 
 
@@ -48,7 +48,6 @@ def write_split(data: Path, out: Path, variants: int, gain: bool = True, seed: i
         if (data / split).is_dir():
             out.mkdir(parents=True, exist_ok=True)
             os.symlink((data / split).resolve(), out / split)
-    written = 0
     for path, label in frames:
         folder = out / "train" / label
         folder.mkdir(parents=True, exist_ok=True)
@@ -56,10 +55,8 @@ def write_split(data: Path, out: Path, variants: int, gain: bool = True, seed: i
         gray = np.asarray(rheed_loader(str(path)).convert("L"), dtype=np.float32)
         for k in range(variants):
             fmt, pixels = random_camera(gray, rng, gain)
-            suffix = ".jpg" if fmt.startswith("jpeg") else ".png"
-            write_frame(fmt, pixels, folder / f"{path.stem}_cam{k}{suffix}", rng)
-            written += 1
-    return written
+            write_frame(fmt, pixels, folder / f"{path.stem}_cam{k}{file_suffix(fmt)}", rng)
+    return len(frames) * variants
 
 
 def main() -> None:

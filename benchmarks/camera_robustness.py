@@ -64,6 +64,10 @@ CHANGES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
 }
 
 
+def file_suffix(fmt: str) -> str:
+    return ".jpg" if fmt.startswith("jpeg") else ".png"
+
+
 def write_frame(fmt: str, pixels: np.ndarray, path: Path, rng: np.random.Generator) -> None:
     if fmt == "png16":  # 12-bit counts with a little read noise, as a camera writes them
         counts = np.clip(np.round(pixels + rng.normal(0.0, 8.0, pixels.shape)), 0, 4095).astype(np.uint16)
@@ -88,8 +92,7 @@ def re_record(frames: list[tuple[Path, str]], work: Path, names: list[str]) -> d
     out = {}
     for name in names:
         fmt, change = CHANGES[name]
-        suffix = ".jpg" if fmt.startswith("jpeg") else ".png"
-        listed = [((work / name / label / path.stem).with_suffix(suffix), label) for path, label in frames]
+        listed = [((work / name / label / path.stem).with_suffix(file_suffix(fmt)), label) for path, label in frames]
         done = work / name / ".complete"
         if not (done.exists() and all(p.exists() for p, _ in listed)):
             done.unlink(missing_ok=True)
