@@ -100,7 +100,8 @@ def image_folder(root: str, transform, args, training: bool = True, listing_only
         short_side = cache_short_side(getattr(args, 'frame_cache_size', None), args.input_size) if training else 0
         dataset.loader, dataset.transform = cached_pipeline([p for p, _ in dataset.samples], dataset.loader,
                                                             dataset.transform, cache_dir, settings,
-                                                            utils.on_main_process, short_side)
+                                                            utils.on_main_process, short_side,
+                                                            seed=getattr(args, 'seed', 0))
     return dataset
 
 
@@ -188,7 +189,8 @@ def build_transform(is_train: bool, args):
         background = getattr(args, 'subtract_background', False)
         mode = getattr(args, 'background_mode', 'global')
         if is_train:
-            return augment.rheed_train_transform(args.input_size, mean, std, tuple(args.crop_scale), background, mode)
+            return augment.rheed_train_transform(args.input_size, mean, std, tuple(args.crop_scale), background, mode,
+                                                 camera=getattr(args, 'camera_aug', False))
         size = eval_input_size(args.input_size, getattr(args, 'tta_scales', None))
         return augment.rheed_eval_transform(size, mean, std, background, mode)
 

@@ -162,6 +162,10 @@ def get_args_parser():
                         help='upstream: timm transforms (--aa, --reprob, centre-crop evaluation); rheed: '
                              'rheed.augment (frame-shaped crops of --crop_scale, both flips, small rotations, '
                              'brightness/contrast/gamma, blur, noise; the whole frame resized for evaluation)')
+    parser.add_argument('--camera_aug', type=str2bool, default=False,
+                        help='--aug_mode rheed: before background subtraction, re-record 2 of 3 training frames as '
+                             'a random camera would (gain that saturates, gamma, JPEG; rheed.augment.RandomCamera); '
+                             'with --frame_cache, 3 such views per frame are drawn once and stored')
     parser.add_argument('--min_epoch_size', type=int, default=0,
                         help='with fewer training images than this, one epoch passes several times over them '
                              '(reshuffled each pass), so that small sets still get enough optimizer steps')
@@ -260,6 +264,8 @@ def check_args(args):
     if not 0 < low <= high or (high > 1 and args.aug_mode != 'rheed'):
         raise UserError(f"--crop_scale {low} {high}: needs 0 < MIN <= MAX, and MAX <= 1 unless --aug_mode rheed "
                         f"(where MAX > 1 zooms out)")
+    if args.camera_aug and args.aug_mode != 'rheed':
+        raise UserError("--camera_aug true needs --aug_mode rheed")
     if args.tta_scales and (args.aug_mode != 'rheed' or min(args.tta_scales) <= 0):
         raise UserError(f"--tta_scales {' '.join(map(str, args.tta_scales))}: needs --aug_mode rheed and scales above 0")
     if args.output_dir:

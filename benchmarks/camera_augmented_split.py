@@ -3,9 +3,10 @@ experiment of docs/EXPERIMENTS.md section 33 (camera augmentation before backgro
 
 The project's training transform subtracts the background first and augments afterwards, so it cannot show
 the model what a saturating camera or lossy compression does to a raw frame. Here each training frame (the
-8-bit view the project's loader makes of it) gets K variants, each drawn independently: camera gamma 0.5-0.8
-(p 0.3), gain 1.3-3 with saturation at 255 (p 0.6, off with --no_gain), JPEG quality 30-90 (p 0.5); at least
-one of them. The originals and the val/test folders are linked, not copied; labels and runs stay the same.
+8-bit view the project's loader makes of it) gets K variants, each drawn independently by
+rheed.augment.camera_response: camera gamma 0.5-0.8 (p 0.3), gain 1.3-3 with saturation at 255 (p 0.6, off
+with --no_gain), JPEG quality 30-90 (p 0.5); at least one of them. `main_finetune.py --camera_aug true` draws
+the same cameras inside the training pipeline (section 34); this script is the offline form section 33 used. The originals and the val/test folders are linked, not copied; labels and runs stay the same.
 
     python benchmarks/camera_augmented_split.py --data SPLIT --out SPLIT_CAM [--variants 2] [--no_gain] [--seed 0]
     EPOCHS=10 DATA=SPLIT_CAM EXTRA_ARGS="--warmup_steps 14" bash scripts/run_finetune_cpu.sh
@@ -23,20 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from camera_robustness import file_suffix, labelled_frames, write_frame  # noqa: E402
+from rheed.augment import camera_response  # noqa: E402
 from rheed.imageio import rheed_loader  # noqa: E402
-
-
-def random_camera(gray: np.ndarray, rng: np.random.Generator, gain: bool = True) -> tuple[str, np.ndarray]:
-    """(file format, pixels) of the 8-bit grey frame as one random camera records it."""
-    use_gamma, use_gain, use_jpeg = rng.random() < 0.3, rng.random() < 0.6 and gain, rng.random() < 0.5
-    if not (use_gamma or use_gain or use_jpeg):
-        use_gain, use_jpeg = gain, not gain
-    pixels = gray
-    if use_gamma:
-        pixels = 255 * (pixels / 255) ** rng.uniform(0.5, 0.8)
-    if use_gain:
-        pixels = np.clip(pixels * rng.uniform(1.3, 3.0), 0, 255)
-    return (f"jpeg{int(rng.integers(30, 91))}" if use_jpeg else "png"), pixels
 
 
 def write_split(data: Path, out: Path, variants: int, gain: bool = True, seed: int = 0) -> int:
@@ -54,7 +43,8 @@ def write_split(data: Path, out: Path, variants: int, gain: bool = True, seed: i
         os.symlink(path.resolve(), folder / path.name)
         gray = np.asarray(rheed_loader(str(path)).convert("L"), dtype=np.float32)
         for k in range(variants):
-            fmt, pixels = random_camera(gray, rng, gain)
+            quality, pixels = camera_response(gray, rng, gain)
+            fmt = "png" if quality is None else f"jpeg{quality}"
             write_frame(fmt, pixels, folder / f"{path.stem}_cam{k}{file_suffix(fmt)}", rng)
     return len(frames) * variants
 

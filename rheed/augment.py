@@ -11,13 +11,16 @@ between cameras and chambers:
   way up, so the shadow edge can be at the top or the bottom of a frame);
 - rotations of a few degrees (camera and sample alignment);
 - brightness, contrast and gamma (beam current, phosphor ageing, camera gain and response curve);
-- Gaussian blur (focus, phosphor spread) and Gaussian noise (shot and read noise).
+- Gaussian blur (focus, phosphor spread) and Gaussian noise (shot and read noise);
+- with `--camera_aug`, before background subtraction: the raw frame as another camera records it (gain that
+  saturates, a brighter response curve, JPEG compression; RandomCamera).
 
 No colour operation: the three channels stay identical. Evaluation resizes the whole frame to a square
 (no centre crop that could cut off the pattern).
 """
 from __future__ import annotations
 
+import io
 import math
 import random
 
@@ -93,6 +96,46 @@ class RandomNoise:
             return x
         noise = torch.randn_like(x[:1]) * random.uniform(0.0, self.max_std)
         return (x + noise).clamp_(0.0, 1.0)
+
+
+def camera_response(gray: np.ndarray, rng: np.random.Generator, gain: bool = True) -> tuple[int | None, np.ndarray]:
+    """(JPEG quality or None, float pixels) of an 8-bit grey frame as one random camera records it: gamma
+    0.5-0.8 (p 0.3), gain 1.3-3 saturating at 255 (p 0.6; never with gain=False), JPEG quality 30-90 (p 0.5),
+    at least one of them."""
+    use_gamma, use_gain, use_jpeg = rng.random() < 0.3, rng.random() < 0.6 and gain, rng.random() < 0.5
+    if not (use_gamma or use_gain or use_jpeg):
+        use_gain, use_jpeg = gain, not gain
+    pixels = gray
+    if use_gamma:
+        pixels = 255 * (pixels / 255) ** rng.uniform(0.5, 0.8)
+    if use_gain:
+        pixels = np.clip(pixels * rng.uniform(1.3, 3.0), 0, 255)
+    return (int(rng.integers(30, 91)) if use_jpeg else None), pixels
+
+
+class RandomCamera:
+    """With probability p, the loaded 8-bit frame as a random camera records it (camera_response), before
+    background subtraction: the subtraction then sees saturated spots, a lifted background and JPEG blocks as it
+    would on such a camera. Measured in docs/EXPERIMENTS.md sections 33-34. Costs one full-frame background
+    subtraction per call, so the frame cache draws it a few times per frame once (frame_cache.CAMERA_VIEWS)."""
+
+    def __init__(self, p: float = 2 / 3):
+        self.p = p
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(p={self.p:.3f})"
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator | None = None) -> Image.Image:
+        rng = rng if rng is not None else np.random.default_rng(random.getrandbits(64))
+        if rng.random() >= self.p:
+            return img
+        quality, pixels = camera_response(np.asarray(img.convert('L'), dtype=np.float32), rng)
+        out = Image.fromarray(np.round(pixels).astype(np.uint8))
+        if quality is not None:
+            buffer = io.BytesIO()
+            out.save(buffer, format='JPEG', quality=quality)
+            out = Image.open(buffer)
+        return out.convert('RGB')
 
 
 BACKGROUND_MODES = ('global', 'local', 'auto', 'adaptive')
@@ -212,10 +255,11 @@ class SubtractBackground:
 BACKGROUND_MEAN, BACKGROUND_STD = (0.0, 0.0, 0.0), (0.25, 0.25, 0.25)
 
 
-def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0),
-                          background: bool = False, background_mode: str = 'global') -> transforms.Compose:
+def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0), background: bool = False,
+                          background_mode: str = 'global', camera: bool = False) -> transforms.Compose:
     rotate = transforms.RandomRotation(5, interpolation=transforms.InterpolationMode.BILINEAR)
     return transforms.Compose([
+        *([RandomCamera()] if camera else []),
         *([SubtractBackground(background_mode)] if background else []),
         RandomCropKeepingAspect(input_size, scale=crop_scale),
         transforms.RandomHorizontalFlip(),

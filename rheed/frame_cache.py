@@ -12,11 +12,17 @@ short_side 0 the stored pixels are exactly what loader and preprocess return and
 and without the cache, otherwise it differs only by that one extra resampling (about 1 % of the mean input
 on RHEED frames). Evaluation frames store the output of the evaluation resize itself: identical tensors.
 
+When the transform starts with rheed.augment.RandomCamera (--camera_aug), that random step is drawn
+CAMERA_VIEWS times per frame at build time, each view preprocessed and stored; reading a frame returns one of
+its views at random (the views change with --seed, not from epoch to epoch).
+
 The index records each file's size and modification time and the `settings` (bit scaling, preprocessing,
 stored size); a changed file or setting rebuilds the cache.
 """
 import json
 import os
+import random
+import zlib
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,8 +33,11 @@ from rheed.atomic import write_json_atomic
 
 DATA_FILE, INDEX_FILE = 'frames.u8', 'index.json'
 # Part of every cache's settings; raised when the cached pixels change for the same settings, so older caches
-# are rebuilt (2: the adaptive background level is estimated on a subsample).
-VERSION = 2
+# are rebuilt (2: the adaptive background level is estimated on a subsample; 3: several views per frame).
+VERSION = 3
+# Views per frame when the transform starts with a random camera: with p = 2/3 about one in three is the frame
+# as recorded; docs/EXPERIMENTS.md section 33 trained on the frame plus two camera variants.
+CAMERA_VIEWS = 3
 
 
 def cache_short_side(frame_cache_size: int | None, input_size: int) -> int:
@@ -87,10 +96,12 @@ class FrameCache:
         return stamps == self._expected(files)
 
     def build(self, files: Sequence[str], loader: Callable[[str], Image.Image],
-              preprocess: Callable[[Image.Image], Image.Image] | None = None) -> None:
+              preprocess: Callable[[Image.Image], Image.Image] | None = None,
+              camera: Callable | None = None, views: int = 1, seed: int = 0) -> None:
         """Writes the cache unless it is current; frames are preprocessed at full resolution, then shrunk to
-        the cache's short side. The data file is written first and the index last, so a killed build leaves no index
-        that points at missing data."""
+        the cache's short side. With `camera` (called as camera(img, rng)), `views` draws of it per frame are
+        stored, each from a generator seeded by (seed, path, view). The data file is written first and the
+        index last, so a killed build leaves no index that points at missing data."""
         if self.is_current(files):
             return
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -98,15 +109,21 @@ class FrameCache:
         frames, offset = {}, 0
         with open(self.cache_dir / DATA_FILE, 'wb') as f:
             for path in files:
-                img = loader(path)
-                if preprocess is not None:
-                    img = preprocess(img)
-                arr = np.ascontiguousarray(_to_array(shrink(img, self.short_side)), dtype=np.uint8)
-                f.write(arr.tobytes())
-                frames[os.path.abspath(path)] = {'offset': offset, 'shape': list(arr.shape), 'stamp': _stamp(path)}
-                offset += arr.size
+                loaded, stored = loader(path), []
+                for view in range(views):
+                    img = loaded
+                    if camera is not None:
+                        img = camera(img, np.random.default_rng([seed, zlib.crc32(os.path.abspath(path).encode()), view]))
+                    if preprocess is not None:
+                        img = preprocess(img)
+                    arr = np.ascontiguousarray(_to_array(shrink(img, self.short_side)), dtype=np.uint8)
+                    f.write(arr.tobytes())
+                    stored.append({'offset': offset, 'shape': list(arr.shape)})
+                    offset += arr.size
+                frames[os.path.abspath(path)] = {'views': stored, 'stamp': _stamp(path)}
         write_json_atomic(self.cache_dir / INDEX_FILE, {'settings': self.settings, 'frames': frames})
-        print(f"Frame cache: {len(frames)} frames, {offset / 2 ** 20:.0f} MB in {self.cache_dir}")
+        n_views = f" x {views} views" if views > 1 else ""
+        print(f"Frame cache: {len(frames)} frames{n_views}, {offset / 2 ** 20:.0f} MB in {self.cache_dir}")
 
     def open(self) -> 'FrameCache':
         index = json.loads((self.cache_dir / INDEX_FILE).read_text())
@@ -117,7 +134,8 @@ class FrameCache:
     def __call__(self, path: str) -> Image.Image:
         if self._data is None:
             self._data = np.memmap(self.cache_dir / DATA_FILE, dtype=np.uint8, mode='r')
-        entry = self.index[os.path.abspath(path)]
+        views = self.index[os.path.abspath(path)]['views']
+        entry = views[random.randrange(len(views))] if len(views) > 1 else views[0]
         h, w, c = entry['shape']
         arr = np.asarray(self._data[entry['offset']:entry['offset'] + h * w * c]).reshape(h, w, c)
         return Image.fromarray(arr[..., 0]).convert('RGB') if c == 1 else Image.fromarray(arr)
@@ -129,24 +147,32 @@ class FrameCache:
 
 
 def cached_pipeline(files: Sequence[str], loader: Callable[[str], Image.Image], transform, cache_dir,
-                    settings: dict, run_on_main: Callable = lambda fn: fn(), short_side: int = 0):
+                    settings: dict, run_on_main: Callable = lambda fn: fn(), short_side: int = 0, seed: int = 0):
     """(loader, transform) that read `files` from a frame cache in cache_dir, frames stored with their shorter
     side at most `short_side` (0: as loaded).
 
     The deterministic steps at the start of `transform` (background subtraction; for evaluation also the resize
-    and centre crop) move into the cache and the rest of the transform is returned. With short_side 0 (the
+    and centre crop) move into the cache and the rest of the transform is returned; a RandomCamera in front of
+    them is drawn CAMERA_VIEWS times per frame (generators seeded from `seed`). With short_side 0 (the
     evaluation sets) the cached frames are then exactly what reading the files gives - the tensors that
     scripts/predict.py sees. `run_on_main(fn)` runs fn once per machine (utils.on_main_process)."""
     from torchvision import transforms as T
 
-    from rheed.augment import SubtractBackground
+    from rheed.augment import RandomCamera, SubtractBackground
     steps = list(getattr(transform, 'transforms', []))
+    camera = steps.pop(0) if steps and isinstance(steps[0], RandomCamera) else None
     n_fixed = 0
     while n_fixed < len(steps) and isinstance(steps[n_fixed], (SubtractBackground, T.Resize, T.CenterCrop)):
         n_fixed += 1
     preprocess = None
     if n_fixed:
-        preprocess, transform = T.Compose(steps[:n_fixed]), T.Compose(steps[n_fixed:])
-    cache = FrameCache(cache_dir, dict(settings, preprocess=repr(preprocess) if preprocess else None), short_side)
-    run_on_main(lambda: cache.build(files, loader, preprocess))
+        preprocess = T.Compose(steps[:n_fixed])
+    if n_fixed or camera is not None:
+        transform = T.Compose(steps[n_fixed:])
+    views = CAMERA_VIEWS if camera is not None else 1
+    settings = dict(settings, preprocess=repr(preprocess) if preprocess else None)
+    if camera is not None:
+        settings.update(camera=repr(camera), views=views, seed=seed)
+    cache = FrameCache(cache_dir, settings, short_side)
+    run_on_main(lambda: cache.build(files, loader, preprocess, camera, views, seed))
     return cache.open(), transform

@@ -174,3 +174,49 @@ def test_crop_scale_checks(tmp_path, tiny_split):
                         "--aug_mode", mode, "--crop_scale", *scale, "--output_dir", tmp_path / "out"], timeout=120)
         assert proc.returncode != 0 and "--crop_scale" in proc.stderr and "needs 0 < MIN <= MAX" in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_camera_response_keeps_the_pattern_and_saturates():
+    rng = np.random.default_rng(0)
+    gray = np.full((40, 50), 20.0)
+    gray[:, 24:26] = 150.0   # a streak
+    seen = set()
+    for _ in range(200):
+        quality, pixels = augment.camera_response(gray, rng)
+        assert pixels.shape == gray.shape and pixels.min() >= 0 and pixels.max() <= 255
+        assert pixels[:, 24:26].mean() > pixels[:, :20].mean() + 30    # the streak stays the brightest feature
+        assert quality is None or 30 <= quality <= 90
+        seen.add("png" if quality is None else "jpeg")
+        seen.add("saturated" if pixels.max() == 255 else "unsaturated")
+        assert not (quality is None and np.array_equal(pixels, gray))  # at least one change every time
+    assert seen == {"jpeg", "png", "saturated", "unsaturated"}
+    for _ in range(50):
+        quality, pixels = augment.camera_response(gray, rng, gain=False)
+        assert pixels.max() < 255 and (quality is not None or not np.array_equal(pixels, gray))
+
+
+def test_random_camera_changes_two_thirds_of_the_frames_and_comes_first():
+    frame = streak_frame()
+    changed = [not np.array_equal(np.asarray(augment.RandomCamera()(frame, np.random.default_rng(i))), np.asarray(frame))
+               for i in range(300)]
+    assert 0.55 < np.mean(changed) < 0.78
+    out = augment.RandomCamera(p=1.0)(frame, np.random.default_rng(1))
+    assert out.mode == 'RGB' and out.size == frame.size
+    gray = np.asarray(out)
+    assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 0], gray[..., 2])
+    args = args_for('rheed', background=True)
+    assert not any(isinstance(t, augment.RandomCamera) for t in datasets.build_transform(True, args).transforms)
+    args.camera_aug = True
+    steps = datasets.build_transform(True, args).transforms
+    assert isinstance(steps[0], augment.RandomCamera) and isinstance(steps[1], augment.SubtractBackground)
+    assert not any(isinstance(t, augment.RandomCamera) for t in datasets.build_transform(False, args).transforms)
+    torch.manual_seed(0)
+    assert datasets.build_transform(True, args)(frame).shape == (3, 64, 64)   # drawn from `random` without rng
+
+
+def test_camera_aug_needs_rheed_mode(tmp_path, tiny_split):
+    from conftest import run_cli
+    proc = run_cli(["main_finetune.py", "--data_set", "RHEED", "--data_path", tiny_split, "--device", "cpu",
+                    "--camera_aug", "true", "--output_dir", tmp_path / "out"], timeout=120)
+    assert proc.returncode != 0 and proc.stderr.strip() == "error: --camera_aug true needs --aug_mode rheed"
+    assert not (tmp_path / "out").exists()

@@ -97,7 +97,7 @@ def test_changed_file_or_setting_rebuilds(split, tmp_path, capsys):
 
 def cache_shapes(out) -> set:
     index = json.loads(next((out / "frame_cache").rglob(INDEX_FILE)).read_text())
-    return {tuple(e["shape"]) for e in index["frames"].values()}
+    return {tuple(v["shape"]) for e in index["frames"].values() for v in e["views"]}
 
 
 def test_large_training_frames_are_cached_small(tmp_path, capsys):
@@ -145,3 +145,35 @@ def test_shrink_keeps_aspect_and_never_enlarges():
     assert shrink(img, 60).size == (150, 60)
     assert shrink(img, 200).size == (300, 120) and shrink(img, 0).size == (300, 120)
     assert cache_short_side(None, 128) == 256 and cache_short_side(0, 128) == 0
+
+
+def test_camera_views_are_drawn_once_per_frame_and_read_at_random(split, tmp_path, capsys):
+    """--camera_aug with the cache: 3 stored views per training frame, each the camera draw of its seeded generator
+    followed by the background subtraction; reading picks one of them; another --seed draws other views."""
+    import random
+    import zlib
+
+    from rheed.augment import RandomCamera
+    from rheed.frame_cache import CAMERA_VIEWS
+    args = make_args(split, tmp_path / "o", frame_cache=True, frame_cache_size=0, camera_aug=True, seed=5)
+    dataset, _ = datasets.build_dataset(True, args)
+    assert "Frame cache: 6 frames x 3 views" in capsys.readouterr().out
+    assert not any(isinstance(t, RandomCamera) for t in dataset.transform.transforms)   # moved into the cache
+    plain = datasets.build_dataset(True, make_args(split, tmp_path / "p", camera_aug=True))[0]
+    subtract = plain.transform.transforms[1]
+    path = dataset.samples[0][0]
+    expected = [np.asarray(subtract(RandomCamera()(plain.loader(path), np.random.default_rng(
+        [5, zlib.crc32(os.path.abspath(path).encode()), view])))) for view in range(CAMERA_VIEWS)]
+    random.seed(0)
+    read = [np.asarray(dataset.loader(path)) for _ in range(40)]
+    assert all(any(np.array_equal(r, e) for e in expected) for r in read)
+    assert all(any(np.array_equal(r, e) for r in read) for e in expected)   # every view is read
+    assert len({e.tobytes() for e in expected}) > 1
+
+    datasets.build_dataset(True, args)
+    assert "Frame cache" not in capsys.readouterr().out   # same seed: reused
+    args.seed = 6
+    datasets.build_dataset(True, args)
+    assert "Frame cache: 6 frames x 3 views" in capsys.readouterr().out
+    evaluation = datasets.build_dataset(False, args)[0]   # evaluation frames: one view, no camera
+    assert "Frame cache: 5 frames, " in capsys.readouterr().out and len(evaluation) == 5
