@@ -110,10 +110,11 @@ class FrameCache:
         with open(self.cache_dir / DATA_FILE, 'wb') as f:
             for path in files:
                 loaded, stored = loader(path), []
+                path_key = zlib.crc32(os.path.abspath(path).encode())
                 for view in range(views):
                     img = loaded
                     if camera is not None:
-                        img = camera(img, np.random.default_rng([seed, zlib.crc32(os.path.abspath(path).encode()), view]))
+                        img = camera(img, np.random.default_rng([seed, path_key, view]))
                     if preprocess is not None:
                         img = preprocess(img)
                     arr = np.ascontiguousarray(_to_array(shrink(img, self.short_side)), dtype=np.uint8)
