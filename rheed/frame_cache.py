@@ -57,6 +57,12 @@ def shrink(img: Image.Image, short_side: int) -> Image.Image:
     return img.resize(size, Image.Resampling.BICUBIC)
 
 
+def view_key(path: str) -> int:
+    """Seed part of a frame's camera views: its class folder and file name, so that a moved or copied data folder
+    draws the same views."""
+    return zlib.crc32('/'.join(Path(path).parts[-2:]).encode())
+
+
 def _stamp(path: str) -> list:
     st = os.stat(path)
     return [st.st_size, st.st_mtime_ns]
@@ -100,7 +106,7 @@ class FrameCache:
               camera: Callable | None = None, views: int = 1, seed: int = 0) -> None:
         """Writes the cache unless it is current; frames are preprocessed at full resolution, then shrunk to
         the cache's short side. With `camera` (called as camera(img, rng)), `views` draws of it per frame are
-        stored, each from a generator seeded by (seed, path, view). The data file is written first and the
+        stored, each from a generator seeded by (seed, view_key(path), view). The data file is written first and the
         index last, so a killed build leaves no index that points at missing data."""
         if self.is_current(files):
             return
@@ -110,7 +116,7 @@ class FrameCache:
         with open(self.cache_dir / DATA_FILE, 'wb') as f:
             for path in files:
                 loaded, stored = loader(path), []
-                path_key = zlib.crc32(os.path.abspath(path).encode())
+                path_key = view_key(path)
                 for view in range(views):
                     img = loaded
                     if camera is not None:

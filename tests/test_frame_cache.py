@@ -151,10 +151,10 @@ def test_camera_views_are_drawn_once_per_frame_and_read_at_random(split, tmp_pat
     """--camera_aug with the cache: 3 stored views per training frame, each the camera draw of its seeded generator
     followed by the background subtraction; reading picks one of them; another --seed draws other views."""
     import random
-    import zlib
+    import shutil
 
     from rheed.augment import RandomCamera
-    from rheed.frame_cache import CAMERA_VIEWS
+    from rheed.frame_cache import CAMERA_VIEWS, view_key
     args = make_args(split, tmp_path / "o", frame_cache=True, frame_cache_size=0, camera_aug=True, seed=5)
     dataset, _ = datasets.build_dataset(True, args)
     assert "Frame cache: 6 frames x 3 views" in capsys.readouterr().out
@@ -162,8 +162,9 @@ def test_camera_views_are_drawn_once_per_frame_and_read_at_random(split, tmp_pat
     plain = datasets.build_dataset(True, make_args(split, tmp_path / "p", camera_aug=True))[0]
     subtract = plain.transform.transforms[1]
     path = dataset.samples[0][0]
-    expected = [np.asarray(subtract(RandomCamera()(plain.loader(path), np.random.default_rng(
-        [5, zlib.crc32(os.path.abspath(path).encode()), view])))) for view in range(CAMERA_VIEWS)]
+    camera = RandomCamera()
+    expected = [np.asarray(subtract(camera(plain.loader(path), np.random.default_rng([5, view_key(path), view]))))
+                for view in range(CAMERA_VIEWS)]
     random.seed(0)
     read = [np.asarray(dataset.loader(path)) for _ in range(40)]
     assert all(any(np.array_equal(r, e) for e in expected) for r in read)
@@ -172,6 +173,12 @@ def test_camera_views_are_drawn_once_per_frame_and_read_at_random(split, tmp_pat
 
     datasets.build_dataset(True, args)
     assert "Frame cache" not in capsys.readouterr().out   # same seed: reused
+    moved = tmp_path / "moved"                              # the same frames elsewhere: the same views
+    shutil.copytree(split, moved)
+    datasets.build_dataset(True, make_args(moved, tmp_path / "m", frame_cache=True, frame_cache_size=0, camera_aug=True,
+                                           seed=5))
+    data = {out: next((tmp_path / out / "frame_cache").rglob("frames.u8")).read_bytes() for out in ("o", "m")}
+    assert data["o"] == data["m"]
     args.seed = 6
     datasets.build_dataset(True, args)
     assert "Frame cache: 6 frames x 3 views" in capsys.readouterr().out
