@@ -5,8 +5,9 @@ The project's training transform subtracts the background first and augments aft
 the model what a saturating camera or lossy compression does to a raw frame. Here each training frame (the
 8-bit view the project's loader makes of it) gets K variants, each drawn independently by
 rheed.augment.camera_response: camera gamma 0.5-0.8 (p 0.3), gain 1.3-3 with saturation at 255 (p 0.6, off
-with --no_gain), JPEG quality 30-90 (p 0.5); at least one of them. `main_finetune.py --camera_aug true` draws
-the same cameras inside the training pipeline (section 34); this script is the offline form section 33 used. The originals and the val/test folders are linked, not copied; labels and runs stay the same.
+with --no_gain), JPEG quality 30-90 (p 0.5); at least one of them. The originals and the val/test folders are
+linked, not copied; labels and runs stay the same. `main_finetune.py --camera_aug true` draws the same cameras
+inside the training pipeline (section 34); this script is the offline form that section 33 used.
 
     python benchmarks/camera_augmented_split.py --data SPLIT --out SPLIT_CAM [--variants 2] [--no_gain] [--seed 0]
     EPOCHS=10 DATA=SPLIT_CAM EXTRA_ARGS="--warmup_steps 14" bash scripts/run_finetune_cpu.sh
