@@ -31,6 +31,7 @@ from optim_factory import LayerDecayValueAssigner, create_optimizer
 from rheed import finetune_report
 from rheed import runs
 from rheed.errors import UserError, run_trainer, warn
+from rheed.imageio import check_crop_box
 from rheed.losses import build_criterion, mixup_active
 from rheed.sampling import BalancedSampler
 from rheed import train_args
@@ -268,6 +269,7 @@ def check_args(args):
         raise UserError("--camera_aug true needs --aug_mode rheed")
     if args.tta_scales and (args.aug_mode != 'rheed' or min(args.tta_scales) <= 0):
         raise UserError(f"--tta_scales {' '.join(map(str, args.tta_scales))}: needs --aug_mode rheed and scales above 0")
+    check_crop_box(args.frame_crop)
     if args.output_dir:
         runs.check_output_dir(args.output_dir)
         if not args.eval:

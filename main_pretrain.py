@@ -26,7 +26,8 @@ from rheed.errors import UserError, run_trainer
 from rheed.frame_cache import cache_short_side, cached_pipeline
 from rheed import train_args
 from rheed.heldout import check_no_held_out_folders, leave_out_held_out_frames
-from rheed.imageio import IMAGE_EXTENSIONS, ImageListDataset, list_images, make_loader, verify_files
+from rheed.imageio import (IMAGE_EXTENSIONS, ImageListDataset, check_crop_box, list_images, make_loader,
+                           verify_files)
 from utils import NativeScalerWithGradNormCount as NativeScaler
 from utils import str2bool
 
@@ -155,7 +156,7 @@ def verified_files(args):
     """Lists and decodes every training file once (on rank 0 when distributed)."""
     def list_and_verify():
         files = resolve_pretrain_files(args.data_path, args.unlabeled_data_path)
-        return verify_files(files, skip_corrupt=args.skip_corrupt)[0]
+        return verify_files(files, skip_corrupt=args.skip_corrupt, crop=args.frame_crop)[0]
     return utils.on_main_process(list_and_verify)
 
 
@@ -169,6 +170,7 @@ def check_args(args):
         raise UserError("--device cuda, but no CUDA GPU is available; use --device cpu")
     if args.epochs < 1:
         raise UserError(f"--epochs {args.epochs}: pre-train for at least one epoch")
+    check_crop_box(args.frame_crop)
     if args.output_dir:
         runs.check_output_dir(args.output_dir)
         runs.check_ownership(args.output_dir, run_identity(args), args.overwrite, resumable=args.auto_resume)
@@ -206,11 +208,11 @@ def main(args):
     files = verified_files(args)
     num_tasks = utils.get_world_size()
     global_rank = utils.get_rank()
-    loader = make_loader(args.bit_scaling, max_value=args.bit_max)
+    loader = make_loader(args.bit_scaling, max_value=args.bit_max, crop=args.frame_crop)
     transform = build_pretrain_transform(args.input_size, args.subtract_background, args.background_mode)
     if args.frame_cache:
         settings = {'data_path': os.path.abspath(args.data_path), 'bit_scaling': args.bit_scaling,
-                    'bit_max': args.bit_max}
+                    'bit_max': args.bit_max, 'frame_crop': args.frame_crop}
         cache_dir = args.frame_cache_dir or os.path.join(args.output_dir or '.', 'frame_cache')
         loader, transform = cached_pipeline(files, loader, transform, cache_dir, settings, utils.on_main_process,
                                             cache_short_side(args.frame_cache_size, args.input_size))

@@ -57,8 +57,10 @@ def preprocessing_info(classifier: Classifier, transform, input_size: int) -> di
         "image_loading": {
             "bit_scaling": scaling["scaling"],
             "bit_max": scaling["max_value"],
-            "meaning": "8-bit frames pass unchanged; deeper frames are mapped to 0..255 by rheed.imageio.to_uint8 "
-                       "with this mode; grayscale is repeated into 3 identical RGB channels",
+            "frame_crop": list(classifier.crop) if classifier.crop else None,
+            "meaning": "frame_crop (left, top, right, bottom; right and bottom exclusive) is cut out of the file "
+                       "first, when set; 8-bit frames pass unchanged; deeper frames are mapped to 0..255 by "
+                       "rheed.imageio.to_uint8 with this mode; grayscale is repeated into 3 identical RGB channels",
         },
         "transform": describe_transform(transform),
     }

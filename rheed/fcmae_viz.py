@@ -203,7 +203,8 @@ def visualize_fcmae(checkpoint: str | Path, images: Sequence[str | Path], out_di
     input_size = int(input_size or args.get("input_size", 224))
     if input_size % model.patch_size:
         raise UserError(f"--input_size {input_size} is not a multiple of the patch size {model.patch_size}")
-    loader = make_loader(args["bit_scaling"]) if args.get("bit_scaling") else make_loader()
+    loader = make_loader(args.get("bit_scaling") or "percentile", max_value=args.get("bit_max"),
+                         crop=args.get("frame_crop"))
     transform = build_input_transform(input_size)
     frames = [loader(str(p)) for p in images]
     if model.in_chans == 1:

@@ -128,6 +128,9 @@ def folder_source(folder: Path, classifier: Classifier, pattern: str | None) -> 
 
     def finish(i: int, p: Path, future) -> Iterator[DecodedFrame]:
         image = future.result()
+        if isinstance(image, UserError):  # decoded, but not usable (a frame smaller than the --frame_crop box)
+            source.skip(str(p), str(image))
+            return
         if isinstance(image, Exception):
             source.skip(str(p), f"cannot decode ({image})")
             return
@@ -149,12 +152,13 @@ def folder_source(folder: Path, classifier: Classifier, pattern: str | None) -> 
 
 
 def tiff_stack_source(path: Path, classifier: Classifier, n_pages: int, truncated: str | None = None) -> FrameSource:
-    from rheed.imageio import read_stack
+    from rheed.imageio import frame_to_rgb, read_stack
 
     def iterate() -> Iterator[DecodedFrame]:
-        # islice stops before a page past the readable ones is decoded
-        for i, array in enumerate(islice(read_stack(str(path), **classifier.scaling), n_pages)):
-            yield DecodedFrame(i, f"{path}[{i}]", classifier.image_from_array(array))
+        # islice stops before a page past the readable ones is decoded; pages come cropped and scaled
+        pages = read_stack(str(path), crop=classifier.crop, **classifier.scaling)
+        for i, array in enumerate(islice(pages, n_pages)):
+            yield DecodedFrame(i, f"{path}[{i}]", frame_to_rgb(array))
 
     source = FrameSource("tiff_stack", path, n_pages, iterate)
     if truncated:
@@ -186,7 +190,8 @@ def video_source(path: Path, classifier: Classifier) -> FrameSource:
                 fmt = "rgb24"
             try:
                 for i, frame in enumerate(container.decode(stream)):
-                    yield DecodedFrame(i, f"{path}[{i}]", classifier.image_from_array(frame.to_ndarray(format=fmt)))
+                    name = f"{path}[{i}]"
+                    yield DecodedFrame(i, name, classifier.image_from_array(frame.to_ndarray(format=fmt), name=name))
             except av.error.FFmpegError as e:
                 warn(f"{path}: decoding stopped after a damaged packet ({e})")
 
@@ -210,6 +215,8 @@ def open_input(path: str | Path, classifier: Classifier, pattern: str | None = N
     if is_image_file(path):
         try:
             image = classifier.loader(str(path))
+        except UserError as e:
+            raise UserError(f"{path}: {e}") from e
         except Exception as e:
             raise UserError(f"cannot decode image {path}: {e}") from e
         frame = DecodedFrame(frame_number(path, pattern, 0), str(path), image)

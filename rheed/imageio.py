@@ -17,6 +17,9 @@ Frames arrive as 8-bit PNG/JPEG/BMP or as 8/12/16-bit (or float) TIFF straight f
 A constant frame (no contrast) in 'percentile'/'minmax' mode falls back to the 'dtype' mapping,
 so there is never a division by zero. Grayscale stays (H, W) in `read_frame`; the PIL loaders
 return RGB with three identical channels (ImageNet weights expect three channels).
+
+A crop box (`--frame_crop LEFT TOP RIGHT BOTTOM`, pixels of the file, right and bottom exclusive) is cut
+out before the scaling, so an overlay, a time stamp or the sample holder outside it changes nothing.
 """
 from __future__ import annotations
 
@@ -144,24 +147,61 @@ def to_uint8(arr: np.ndarray, scaling: str = 'percentile', max_value: float | No
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+CropBox = Sequence[int]   # (left, top, right, bottom) in pixels of the file; right and bottom exclusive
+
+
+def check_crop_box(box: CropBox | None) -> tuple[int, int, int, int] | None:
+    """The box as a tuple of ints, or a one-line UserError when it cannot be a box."""
+    if box is None:
+        return None
+    if len(box) != 4 or any(int(v) != v for v in box):
+        raise UserError(f"--frame_crop needs four whole numbers LEFT TOP RIGHT BOTTOM, got {' '.join(map(str, box))}")
+    left, top, right, bottom = (int(v) for v in box)
+    if left < 0 or top < 0 or right <= left or bottom <= top:
+        raise UserError(f"--frame_crop {left} {top} {right} {bottom}: needs 0 <= LEFT < RIGHT and 0 <= TOP < BOTTOM "
+                        f"(pixels of the frame; right and bottom exclusive)")
+    return left, top, right, bottom
+
+
+def crop_outside(shape: Sequence[int], box: CropBox | None) -> str | None:
+    """Why the box does not fit a frame of this (H, W, ...) shape, or None when it fits."""
+    if box is None or (box[2] <= shape[1] and box[3] <= shape[0]):
+        return None
+    return f"the --frame_crop box {' '.join(map(str, box))} reaches outside the {shape[1]}x{shape[0]} frame"
+
+
+def crop_frame(arr: np.ndarray, box: CropBox | None, name: str | None = None) -> np.ndarray:
+    """The box's pixels of a raw (H, W) or (H, W, C) frame; the whole frame when box is None. A box that
+    does not fit raises UserError, prefixed with `name` when given."""
+    if box is None:
+        return arr
+    reason = crop_outside(arr.shape, box)
+    if reason:
+        raise UserError(f"{name}: {reason}" if name else reason)
+    left, top, right, bottom = box
+    return arr[top:bottom, left:right]
+
+
 def read_frame(path: str | os.PathLike, scaling: str = 'percentile', max_value: float | None = None,
-               percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> np.ndarray:
-    """Reads one frame as uint8, shape (H, W) for grayscale or (H, W, 3) for colour."""
+               percentiles: tuple[float, float] = DEFAULT_PERCENTILES, crop: CropBox | None = None) -> np.ndarray:
+    """Reads one frame as uint8, shape (H, W) for grayscale or (H, W, 3) for colour (the crop box only)."""
     arr, bits = read_raw(path)
-    arr = _drop_extra_channels(arr)
+    arr = crop_frame(_drop_extra_channels(arr), crop)
     return to_uint8(arr, scaling, max_value, percentiles, bits)
 
 
 def read_stack(path: str | os.PathLike, scaling: str = 'percentile', max_value: float | None = None,
-               percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> Iterator[np.ndarray]:
+               percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+               crop: CropBox | None = None) -> Iterator[np.ndarray]:
     """Yields every page of a multi-page TIFF as uint8 (one frame for other formats)."""
     if not _is_tiff(path):
-        yield read_frame(path, scaling, max_value, percentiles)
+        yield read_frame(path, scaling, max_value, percentiles, crop)
         return
     with tifffile.TiffFile(path) as tif:
-        for page in tif.pages:
+        for i, page in enumerate(tif.pages):
             arr, bits = _read_tiff_page(page)
-            yield to_uint8(_drop_extra_channels(arr), scaling, max_value, percentiles, bits)
+            arr = crop_frame(_drop_extra_channels(arr), crop, f"{path}[{i}]")
+            yield to_uint8(arr, scaling, max_value, percentiles, bits)
 
 
 def frame_to_rgb(frame: np.ndarray) -> Image.Image:
@@ -172,18 +212,20 @@ def frame_to_rgb(frame: np.ndarray) -> Image.Image:
 
 
 def load_rgb(path: str, scaling: str = 'percentile', max_value: float | None = None,
-             percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> Image.Image:
-    return frame_to_rgb(read_frame(path, scaling, max_value, percentiles))
+             percentiles: tuple[float, float] = DEFAULT_PERCENTILES, crop: CropBox | None = None) -> Image.Image:
+    return frame_to_rgb(read_frame(path, scaling, max_value, percentiles, crop))
 
 
 def make_loader(scaling: str = 'percentile', max_value: float | None = None,
-                percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> Callable[[str], Image.Image]:
-    """Returns path -> RGB PIL image with the given bit scaling (a picklable functools.partial)."""
+                percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+                crop: CropBox | None = None) -> Callable[[str], Image.Image]:
+    """Returns path -> RGB PIL image with the given bit scaling and crop box (a picklable functools.partial)."""
     if scaling not in SCALING_MODES:
         raise UserError(f"unknown bit scaling '{scaling}' (choose from {', '.join(SCALING_MODES)})")
     if scaling == 'fixed' and (max_value is None or max_value <= 0):
         raise UserError("bit scaling 'fixed' needs a positive maximum value (--bit_max)")
-    return functools.partial(load_rgb, scaling=scaling, max_value=max_value, percentiles=tuple(percentiles))
+    return functools.partial(load_rgb, scaling=scaling, max_value=max_value, percentiles=tuple(percentiles),
+                             crop=check_crop_box(crop))
 
 
 def rheed_loader(path: str) -> Image.Image:
@@ -229,8 +271,10 @@ def _reason(error: Exception) -> str:
     return 'cannot decode: ' + (text[:117] + '...' if len(text) > 120 else text)
 
 
-def decode_checked(path: str | os.PathLike) -> tuple[np.ndarray | None, int | None, str | None]:
-    """Fully decodes one file: (pixels, bits, None) when usable, else (None, None, short reason)."""
+def decode_checked(path: str | os.PathLike,
+                   crop: CropBox | None = None) -> tuple[np.ndarray | None, int | None, str | None]:
+    """Fully decodes one file: (pixels, bits, None) when usable (and large enough for the crop box),
+    else (None, None, short reason)."""
     try:
         if not os.path.isfile(path):
             return None, None, 'file not found'
@@ -247,33 +291,37 @@ def decode_checked(path: str | os.PathLike) -> tuple[np.ndarray | None, int | No
         return None, None, f'unsupported channel count {arr.shape[-1]} (expected 1, 3 or 4)'
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         return None, None, 'non-finite pixel values (NaN or inf)'
+    if crop_outside(arr.shape, crop):
+        return None, None, crop_outside(arr.shape, crop)
     return arr, bits, None
 
 
-def check_image(path: str | os.PathLike) -> str | None:
+def check_image(path: str | os.PathLike, crop: CropBox | None = None) -> str | None:
     """Fully decodes one file; returns a short reason when it is unusable, else None."""
-    return decode_checked(path)[2]
+    return decode_checked(path, crop)[2]
 
 
-def verify_files(paths: Sequence[str], skip_corrupt: bool = False,
-                 workers: int | None = None) -> tuple[list[str], list[tuple[str, str]]]:
-    """Checks every file once (in a small thread pool). Returns (good paths, [(bad path, reason)]).
+def verify_files(paths: Sequence[str], skip_corrupt: bool = False, workers: int | None = None,
+                 crop: CropBox | None = None) -> tuple[list[str], list[tuple[str, str]]]:
+    """Checks every file once (in a small thread pool), also that the crop box fits it.
+    Returns (good paths, [(bad path, reason)]).
     With bad files and skip_corrupt=False, prints them and raises UserError; with skip_corrupt=True,
     prints them as skipped."""
     paths = [str(p) for p in paths]
     workers = workers or min(8, (os.cpu_count() or 1) + 2)
     if len(paths) < 2 * workers:
-        reasons = [check_image(p) for p in paths]
+        reasons = [check_image(p, crop) for p in paths]
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            reasons = list(pool.map(check_image, paths, chunksize=16))
+            reasons = list(pool.map(functools.partial(check_image, crop=crop), paths, chunksize=16))
     good = [p for p, r in zip(paths, reasons) if r is None]
     bad = [(p, r) for p, r in zip(paths, reasons) if r is not None]
     if bad:
         for p, r in bad:
             print(f"{'skipped' if skip_corrupt else 'corrupt'}: {p}: {r}", file=sys.stderr)
         if not skip_corrupt:
-            raise UserError(f"{len(bad)} of {len(paths)} image files cannot be read (listed above); "
+            problem = 'do not fit the --frame_crop box' if all('--frame_crop' in r for _, r in bad) else 'cannot be read'
+            raise UserError(f"{len(bad)} of {len(paths)} image files {problem} (listed above); "
                             f"remove or replace them, or pass --skip_corrupt to leave them out")
         print(f"warning: skipped {len(bad)} corrupt of {len(paths)} image files", file=sys.stderr)
     return good, bad

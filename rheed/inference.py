@@ -24,11 +24,13 @@ EVAL_DEFAULTS = {"crop_pct": None, "imagenet_default_mean_and_std": True, "bit_s
 
 # Arguments that decide how a frame becomes the model's input at evaluation.
 EVAL_INPUT_KEYS = ("input_size", "aug_mode", "subtract_background", "background_mode", "bit_scaling", "bit_max",
-                   "imagenet_default_mean_and_std")
+                   "frame_crop", "imagenet_default_mean_and_std")
 
 
 def flag_value(value) -> str:
-    """A stored argument as it is written on the command line (booleans as true/false)."""
+    """A stored argument as it is written on the command line (booleans as true/false, lists space-separated)."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(flag_value(v) for v in value)
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -60,10 +62,17 @@ class Classifier:
         """Bit-scaling keyword arguments of rheed.imageio (the loader's settings)."""
         return {"scaling": self.args.get("bit_scaling") or "percentile", "max_value": self.args.get("bit_max")}
 
-    def image_from_array(self, array: np.ndarray, bits: int | None = None) -> Image.Image:
+    @property
+    def crop(self) -> tuple[int, int, int, int] | None:
+        """The --frame_crop box the classifier was trained with (None: whole frames)."""
+        box = self.args.get("frame_crop")
+        return tuple(box) if box else None
+
+    def image_from_array(self, array: np.ndarray, bits: int | None = None, name: str | None = None) -> Image.Image:
         """A raw frame (TIFF page, video frame) -> the RGB image the loader would give for the same pixels."""
         from rheed import imageio
-        return imageio.frame_to_rgb(imageio.to_uint8(np.asarray(array), bits=bits, **self.scaling))
+        array = imageio.crop_frame(np.asarray(array), self.crop, name)
+        return imageio.frame_to_rgb(imageio.to_uint8(array, bits=bits, **self.scaling))
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return torch.stack([self.transform(img) for img in images])
@@ -225,7 +234,8 @@ def load_classifier(checkpoint_path: str | Path, device: str = "cpu", use_ema: b
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         transform = datasets.build_transform(False, transform_args)
-    loader = imageio.make_loader(args.get("bit_scaling") or "percentile", max_value=args.get("bit_max"))
+    loader = imageio.make_loader(args.get("bit_scaling") or "percentile", max_value=args.get("bit_max"),
+                                 crop=args.get("frame_crop"))
     calibration = ckpt.get("calibration") or {}
     return Classifier(model=model, transform=transform, loader=loader, class_names=class_names, args=args,
                       device=torch_device, checkpoint_path=str(path),

@@ -229,6 +229,7 @@ def run_options(classifier: Classifier, options: PredictOptions) -> dict:
         "checkpoint": classifier.checkpoint_path,
         "input_size": classifier.args.get("input_size"),
         "bit_scaling": classifier.args.get("bit_scaling"),
+        "frame_crop": classifier.args.get("frame_crop"),
         "device": str(classifier.device),
         "batch_size": options.batch_size,
         "pattern": options.pattern,

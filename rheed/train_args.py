@@ -12,6 +12,11 @@ def add_frame_args(parser: argparse.ArgumentParser) -> None:
                         help='how 16-bit and float frames become 8 bit (rheed.imageio; default: percentile)')
     parser.add_argument('--bit_max', default=None, type=float,
                         help='white level for --bit_scaling fixed (e.g. 4095 for 12-bit frames)')
+    parser.add_argument('--frame_crop', type=int, nargs=4, default=None, metavar=('LEFT', 'TOP', 'RIGHT', 'BOTTOM'),
+                        help='use only this pixel box of every frame (pixels of the file, right and bottom '
+                             'exclusive), cut out before bit scaling and background subtraction: leaves out an '
+                             'overlay, a time stamp or the sample holder; stored in the checkpoint, so predict.py '
+                             'crops the same way (default: the whole frame)')
     parser.add_argument('--skip_corrupt', type=str2bool, default=False,
                         help='leave out unreadable images instead of stopping (default: False)')
     parser.add_argument('--subtract_background', type=str2bool, default=False,

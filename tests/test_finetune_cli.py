@@ -169,10 +169,12 @@ def bad_input_cases(tiny_split, mismatched_split, fcmae_checkpoint, tmp_path):
         "other_arch": (["--model", "convnextv2_femto", "--finetune", fcmae_checkpoint], "does not fit the model"),
         "missing_finetune": (["--finetune", tmp_path / "convnextv2_tiny_1k_224_fcmae.pt"], "download_weights.sh"),
         "bad_bool": (["--eval", "maybe"], "boolean value expected"),
+        "bad_crop": (["--frame_crop", "10", "0", "5", "8"], "--frame_crop 10 0 5 8: needs 0 <= LEFT < RIGHT"),
+        "crop_too_large": (["--frame_crop", "0", "0", "65", "64"], "do not fit the --frame_crop box"),
     }
 
 
-@pytest.mark.parametrize("case", ["unknown_model", "bad_bool", "class_mismatch"])
+@pytest.mark.parametrize("case", ["unknown_model", "bad_bool", "class_mismatch", "bad_crop"])
 def test_bad_inputs_cli_one_line_error(case, tiny_split, mismatched_split, fcmae_checkpoint, tmp_path):
     out = tmp_path / "out"
     extra, message = bad_input_cases(tiny_split, mismatched_split, fcmae_checkpoint, tmp_path)[case]
@@ -184,7 +186,8 @@ def test_bad_inputs_cli_one_line_error(case, tiny_split, mismatched_split, fcmae
     assert not out.exists()  # nothing written by a failed start
 
 
-@pytest.mark.parametrize("case", ["missing_data", "class_mismatch", "other_arch", "missing_finetune"])
+@pytest.mark.parametrize("case", ["missing_data", "class_mismatch", "other_arch", "missing_finetune",
+                                  "crop_too_large"])
 def test_bad_inputs_raise_user_error(case, tiny_split, mismatched_split, fcmae_checkpoint, tmp_path):
     """The same checks in-process (main() raises UserError, which __main__ turns into `error: ...`, exit 1)."""
     from main_finetune import get_args_parser, main
@@ -244,6 +247,8 @@ def test_eval_input_mismatch_names_the_training_flags():
     assert eval_input_mismatch(trained, evaluating) == ["--aug_mode rheed", "--subtract_background true"]
     assert eval_input_mismatch(trained, dict(trained, lr=1.0)) == []  # training-only flags do not matter
     assert eval_input_mismatch({"input_size": 64}, {"aug_mode": "rheed"}) == []  # unknown to one side: skipped
+    cropped = dict(trained, frame_crop=[10, 0, 600, 450])
+    assert eval_input_mismatch(cropped, dict(cropped, frame_crop=None)) == ["--frame_crop 10 0 600 450"]
 
 
 @pytest.mark.parametrize("workers", [0, 2])

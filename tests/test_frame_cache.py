@@ -94,6 +94,15 @@ def test_changed_file_or_setting_rebuilds(split, tmp_path, capsys):
     datasets.build_dataset(False, args)
     assert "Frame cache: 5 frames" in capsys.readouterr().out
 
+    args.frame_crop = [4, 2, 36, 34]  # a crop box is a setting too: rebuilt, and the same tensors as the files
+    cropped, _ = datasets.build_dataset(False, args)
+    assert "Frame cache: 5 frames" in capsys.readouterr().out
+    plain, _ = datasets.build_dataset(False, make_args(split, tmp_path / "q", bit_scaling="minmax",
+                                                       frame_crop=[4, 2, 36, 34]))
+    assert all(torch.equal(a, b) for a, b in zip(tensors(cropped), tensors(plain)))
+    whole, _ = datasets.build_dataset(False, make_args(split, tmp_path / "r", bit_scaling="minmax"))
+    assert any(not torch.equal(a, b) for a, b in zip(tensors(cropped), tensors(whole)))
+
 
 def cache_shapes(out) -> set:
     index = json.loads(next((out / "frame_cache").rglob(INDEX_FILE)).read_text())

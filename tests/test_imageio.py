@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from rheed.errors import UserError
-from rheed.imageio import (SCALING_MODES, ImageListDataset, check_image, list_images, make_loader,
+from rheed.imageio import (SCALING_MODES, ImageListDataset, check_crop_box, check_image, list_images, make_loader,
                            read_frame, read_stack, rheed_loader, to_uint8, verify_files)
 
 
@@ -185,3 +185,55 @@ def test_scan_truncated_tiff_and_bad_shapes(tmp_path):
     files = [str(tmp_path / "t.tif")] * 40 + [str(tmp_path / "cut.tif")]
     good, bad = verify_files(files, skip_corrupt=True, workers=4)
     assert len(good) == 40 and bad == [(str(tmp_path / "cut.tif"), "truncated file")]
+
+
+def overlaid(frame: np.ndarray) -> np.ndarray:
+    """The frame with a saturated 'time stamp' strip below and a bright bar right of it (a software overlay)."""
+    h, w = frame.shape
+    out = np.zeros((h + 10, w + 6), dtype=frame.dtype)
+    out[:h, :w] = frame
+    out[h + 2:h + 8, 3:w - 3] = np.iinfo(frame.dtype).max
+    out[:, w + 2:] = np.iinfo(frame.dtype).max // 2
+    return out
+
+
+def test_frame_crop_cuts_the_box_before_scaling(tmp_path):
+    frame = ramp16()
+    tifffile.imwrite(tmp_path / "whole.tif", overlaid(frame))
+    tifffile.imwrite(tmp_path / "pattern.tif", frame)
+    box = (0, 0, frame.shape[1], frame.shape[0])
+    for scaling in ("percentile", "minmax"):
+        cropped = read_frame(tmp_path / "whole.tif", scaling, crop=box)
+        assert np.array_equal(cropped, read_frame(tmp_path / "pattern.tif", scaling))  # the overlay scales nothing
+        assert not np.array_equal(read_frame(tmp_path / "whole.tif", scaling)[:48, :64], cropped)
+    loader = pickle.loads(pickle.dumps(make_loader(crop=[2, 3, 12, 8])))
+    assert np.asarray(loader(str(tmp_path / "pattern.tif"))).shape == (5, 10, 3)
+    assert np.array_equal(np.asarray(loader(str(tmp_path / "pattern.tif")))[:, :, 0], to_uint8(frame[3:8, 2:12]))
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([overlaid(frame)] * 3), photometric="minisblack")
+    pages = list(read_stack(tmp_path / "stack.tif", crop=box))
+    assert len(pages) == 3 and all(np.array_equal(p, read_frame(tmp_path / "pattern.tif")) for p in pages)
+
+
+@pytest.mark.parametrize("box, message", [
+    ((5, 0, 3, 10), "needs 0 <= LEFT < RIGHT"),
+    ((0, -1, 3, 10), "needs 0 <= LEFT < RIGHT"),
+    ((0, 0, 3), "four whole numbers"),
+])
+def test_frame_crop_box_must_be_a_box(box, message):
+    with pytest.raises(UserError, match=message):
+        check_crop_box(box)
+    with pytest.raises(UserError, match=message):
+        make_loader(crop=box)
+
+
+def test_frames_smaller_than_the_crop_box_are_named(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "big.tif", ramp16(48, 64))
+    tifffile.imwrite(tmp_path / "small.tif", ramp16(20, 64))
+    files = [str(tmp_path / "big.tif"), str(tmp_path / "small.tif")]
+    with pytest.raises(UserError, match="1 of 2 image files do not fit the --frame_crop box"):
+        verify_files(files, crop=(0, 0, 64, 40))
+    assert "small.tif: the --frame_crop box 0 0 64 40 reaches outside the 64x20 frame" in capsys.readouterr().err
+    assert verify_files(files, skip_corrupt=True, crop=(0, 0, 64, 40))[0] == files[:1]
+    assert verify_files(files, crop=(0, 0, 64, 20))[0] == files
+    with pytest.raises(UserError, match="reaches outside the 64x20 frame"):
+        read_frame(tmp_path / "small.tif", crop=(0, 0, 64, 40))

@@ -237,6 +237,64 @@ def test_non_image_and_corrupt_files_are_skipped(classifier, run_frames, tmp_pat
     assert len(read_csv(tmp_path / "out" / "predictions.csv")) == 8
 
 
+def with_overlay(frame: np.ndarray) -> np.ndarray:
+    """The frame inside a larger one: a saturated time-stamp strip below it and a grey bar on the right."""
+    out = np.zeros((SIZE + 12, SIZE + 8), dtype=np.uint8)
+    out[:SIZE, :SIZE] = frame
+    out[SIZE + 3:SIZE + 9, 2:SIZE - 2] = 255
+    out[:, SIZE + 2:] = 128
+    return out
+
+
+def test_frame_crop_stored_in_the_checkpoint_applies_to_every_input(classifier, checkpoint, run_frames, tmp_path,
+                                                                    capsys):
+    import av
+    import tifffile
+    from rheed.inference import load_classifier
+    from rheed.predict import PredictOptions, predict_input
+
+    ckpt = torch.load(checkpoint, weights_only=False)
+    ckpt["args"] = dict(ckpt["args"], frame_crop=[0, 0, SIZE, SIZE])
+    torch.save(ckpt, tmp_path / "cropped.pth")
+    cropping = load_classifier(tmp_path / "cropped.pth")
+    assert cropping.crop == (0, 0, SIZE, SIZE)
+
+    frames = run_frames[20:36]
+    write_folder(tmp_path / "plain", frames)
+    covered = [with_overlay(f) for f in frames]
+    write_folder(tmp_path / "covered", covered)
+    tifffile.imwrite(tmp_path / "covered.tif", np.stack(covered))
+    with av.open(str(tmp_path / "covered.mkv"), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = SIZE + 8, SIZE + 12, "gray"
+        for frame in covered:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="gray")))
+        container.mux(stream.encode())
+
+    outputs = iter(range(100))
+
+    def p_rough(model, name):
+        out = tmp_path / f"out{next(outputs)}"
+        summary = predict_input(model, tmp_path / name, out, PredictOptions(), progress=False)
+        rows = read_csv(out / "predictions.csv")
+        return summary, np.array([float(r["p_rough"]) for r in rows])
+
+    summary, reference = p_rough(classifier, "plain")
+    assert summary["frame_crop"] is None
+    for name in ["covered", "covered.tif", "covered.mkv"]:
+        summary, p = p_rough(cropping, name)
+        np.testing.assert_allclose(p, reference, atol=1e-6, rtol=0, err_msg=name)
+        assert summary["frame_crop"] == [0, 0, SIZE, SIZE]
+    assert np.abs(p_rough(classifier, "covered")[1] - reference).max() > 1e-3  # the overlay does matter uncropped
+
+    # A frame smaller than the box is skipped in a folder (named, with the reason) and an error on its own.
+    Image.fromarray(frames[0][:SIZE - 4], mode="L").save(tmp_path / "covered" / "run7_99.png")
+    summary, p = p_rough(cropping, "covered")
+    assert len(p) == len(frames) and "reaches outside the 32x28 frame" in capsys.readouterr().err
+    with pytest.raises(UserError, match=r"run7_99.png: the --frame_crop box 0 0 32 32 reaches outside"):
+        predict_input(cropping, tmp_path / "covered" / "run7_99.png", tmp_path / "single", progress=False)
+
+
 def test_empty_or_bad_input_is_a_clear_error(classifier, checkpoint, tmp_path):
     from rheed.inference import load_classifier
     from rheed.predict import predict_input

@@ -144,6 +144,18 @@ def test_corrupt_frame_refused_then_skipped(pretrain_data, tmp_path, capsys):
     assert len(read_log(tmp_path / 'o' / 'log.txt')) == 1
 
 
+def test_frame_crop_checked_then_stored(pretrain_data, tmp_path, capsys):
+    args = BASE[1:] + ['--epochs', '1', '--data_path', pretrain_data, '--output_dir', tmp_path / 'o']
+    code = run_in_process(args + ['--frame_crop', '0', '0', '0', '10'])
+    assert code.startswith('error: --frame_crop 0 0 0 10: needs') and not (tmp_path / 'o').exists()
+    code = run_in_process(args + ['--frame_crop', '0', '0', '64', '65'])
+    assert code.startswith('error: 12 of 12 image files do not fit the --frame_crop box')
+    assert 'reaches outside the 64x64 frame' in capsys.readouterr().err
+    assert run_in_process(args + ['--frame_crop', '4', '4', '60', '60']) is None
+    ckpt = torch.load(tmp_path / 'o' / 'checkpoint-0.pth', map_location='cpu', weights_only=False)
+    assert ckpt['args']['frame_crop'] == [4, 4, 60, 60]
+
+
 def test_submitit_help_and_requeue_resumes_written_checkpoint(tmp_path, monkeypatch, capsys):
     import submitit_pretrain
 
