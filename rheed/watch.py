@@ -142,6 +142,9 @@ def watch_folder(classifier: Classifier, folder: str | Path, out_dir: str | Path
                         images.append(classifier.loader(str(path)))
                         paths.append(path)
                         seen.add(str(path))
+                    except UserError as e:  # decoded but unusable (smaller than the --frame_crop box): no retry
+                        seen.add(str(path))
+                        report(str(path), str(e))
                     except Exception as e:  # maybe still being written: retry on the next polls
                         if _give_up(pending[str(path)], incomplete_timeout):
                             seen.add(str(path))
