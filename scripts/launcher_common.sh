@@ -5,9 +5,10 @@
 # the pattern, RHEED augmentations, background subtraction on the whole frame
 # (adaptive: a smooth background surface, so glow and a dark screen surround go),
 # frozen stem bias, full-scale head init; frames decoded once (frame cache), each
-# also stored as two random cameras record it (gain, gamma, JPEG; section 34).
+# also stored as two random cameras record it (gain, gamma, JPEG; section 34);
+# evaluation and predict.py average the input size and 1.125x of it (section 35).
 RHEED_FINETUNE_INPUT=(--crop_scale 0.5 1.0 --aug_mode rheed --subtract_background true --background_mode adaptive
-    --camera_aug true --train_stem_bias false --head_init_scale 1.0 --frame_cache true)
+    --camera_aug true --train_stem_bias false --head_init_scale 1.0 --frame_cache true --tta_scales 1 1.125)
 
 # Stops (or, with DRY_RUN=1, warns) when FINETUNE names a missing file.
 check_finetune_file() {
