@@ -291,8 +291,9 @@ def decode_checked(path: str | os.PathLike,
         return None, None, f'unsupported channel count {arr.shape[-1]} (expected 1, 3 or 4)'
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         return None, None, 'non-finite pixel values (NaN or inf)'
-    if crop_outside(arr.shape, crop):
-        return None, None, crop_outside(arr.shape, crop)
+    misfit = crop_outside(arr.shape, crop)
+    if misfit:
+        return None, None, misfit
     return arr, bits, None
 
 
@@ -320,7 +321,8 @@ def verify_files(paths: Sequence[str], skip_corrupt: bool = False, workers: int 
         for p, r in bad:
             print(f"{'skipped' if skip_corrupt else 'corrupt'}: {p}: {r}", file=sys.stderr)
         if not skip_corrupt:
-            problem = 'do not fit the --frame_crop box' if all('--frame_crop' in r for _, r in bad) else 'cannot be read'
+            crop_only = all('--frame_crop' in r for _, r in bad)
+            problem = 'do not fit the --frame_crop box' if crop_only else 'cannot be read'
             raise UserError(f"{len(bad)} of {len(paths)} image files {problem} (listed above); "
                             f"remove or replace them, or pass --skip_corrupt to leave them out")
         print(f"warning: skipped {len(bad)} corrupt of {len(paths)} image files", file=sys.stderr)
