@@ -63,6 +63,13 @@ def preprocessing_info(classifier: Classifier, transform, input_size: int) -> di
                        "rheed.imageio.to_uint8 with this mode; grayscale is repeated into 3 identical RGB channels",
         },
         "transform": describe_transform(transform),
+        "views": {
+            "exported": "one view: the transform above, at input_size",
+            "checkpoint_tta_scales": classifier.args.get("tta_scales"),
+            "checkpoint_tta_flip": bool(classifier.args.get("tta_flip")),
+            "meaning": "predict.py and main_finetune.py average the logits over the checkpoint's views (input_size x "
+                       "each scale, flips); the exported model sees one view, so its probabilities can differ slightly",
+        },
     }
 
 

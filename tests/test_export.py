@@ -82,6 +82,16 @@ def test_export_torchscript_only_in_process(checkpoint, tmp_path):
     assert not (tmp_path / "ts" / "model.onnx").exists()
     assert info["input"]["shape"] == ["batch", 3, 32, 32]
     assert [s["op"] for s in info["transform"]] == ["to_tensor", "normalize"]  # <= 32 px: no resize/crop
+    assert info["views"]["checkpoint_tta_scales"] is None and info["views"]["checkpoint_tta_flip"] is False
+
+    # A checkpoint evaluated on two sizes (the launchers' default) exports its one main view and says so.
+    ckpt = torch.load(checkpoint, weights_only=False)
+    ckpt["args"] = dict(ckpt["args"], aug_mode="rheed", subtract_background=True, background_mode="adaptive",
+                        tta_scales=[1.0, 1.125])
+    torch.save(ckpt, tmp_path / "tta.pth")
+    info = export_model(load_classifier(tmp_path / "tta.pth"), tmp_path / "tta", formats=["torchscript"])
+    assert info["views"]["checkpoint_tta_scales"] == [1.0, 1.125] and "one view" in info["views"]["exported"]
+    assert info["input"]["shape"] == ["batch", 3, INPUT_SIZE, INPUT_SIZE]
     with pytest.raises(UserError, match="unknown export format"):
         export_model(load_classifier(checkpoint), tmp_path / "x", formats=["tflite"])
 
