@@ -75,9 +75,10 @@ def image_folder(root: str, transform, args, training: bool = True, listing_only
         raise UserError(f"data folder not found: {root}")
     if not class_folders(root):
         raise UserError(f"{root} has no class sub-folders (expected {root}/<class>/<image files>)")
+    crop = getattr(args, 'frame_crop', None)
     try:
         dataset = ImageFolder(root, loader=make_loader(args.bit_scaling, max_value=getattr(args, 'bit_max', None),
-                                                       crop=getattr(args, 'frame_crop', None)),
+                                                       crop=crop),
                               is_valid_file=is_image_file, transform=transform)
     except FileNotFoundError as e:
         raise UserError(f"{root}: {e}") from None
@@ -85,7 +86,7 @@ def image_folder(root: str, transform, args, training: bool = True, listing_only
         return dataset
     # decoded once, on rank 0: every rank decoding every frame multiplies the start-up time by the GPU count
     good, bad = utils.on_main_process(verify_files, [path for path, _ in dataset.samples],
-                                      skip_corrupt=args.skip_corrupt, crop=getattr(args, 'frame_crop', None))
+                                      skip_corrupt=args.skip_corrupt, crop=crop)
     if bad:
         keep = set(good)
         print(f"Skipping {len(bad)} unreadable image(s) in {root}")
@@ -97,7 +98,7 @@ def image_folder(root: str, transform, args, training: bool = True, listing_only
     if getattr(args, 'frame_cache', False):
         cache_dir = frame_cache_dir(args, root)
         settings = {'root': os.path.abspath(root), 'bit_scaling': args.bit_scaling,
-                    'bit_max': getattr(args, 'bit_max', None), 'frame_crop': getattr(args, 'frame_crop', None)}
+                    'bit_max': getattr(args, 'bit_max', None), 'frame_crop': crop}
         short_side = cache_short_side(getattr(args, 'frame_cache_size', None), args.input_size) if training else 0
         dataset.loader, dataset.transform = cached_pipeline([p for p, _ in dataset.samples], dataset.loader,
                                                             dataset.transform, cache_dir, settings,
