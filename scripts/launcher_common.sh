@@ -2,12 +2,14 @@
 # run_pretrain_gpu.sh): the parts they share, written once.
 
 # The RHEED input pipeline for fine-tuning (docs/EXPERIMENTS.md): crops that keep
-# the pattern, RHEED augmentations, background subtraction on the whole frame
+# the pattern, windows of half to twice the frame area (zoom in and out, so the
+# size of the pattern on the screen, which differs between chambers, is not a cue;
+# section 36), RHEED augmentations, background subtraction on the whole frame
 # (adaptive: a smooth background surface, so glow and a dark screen surround go),
 # frozen stem bias, full-scale head init; frames decoded once (frame cache), each
 # also stored as two random cameras record it (gain, gamma, JPEG; section 34);
 # evaluation and predict.py average the input size and 1.125x of it (section 35).
-RHEED_FINETUNE_INPUT=(--crop_scale 0.5 1.0 --aug_mode rheed --subtract_background true --background_mode adaptive
+RHEED_FINETUNE_INPUT=(--crop_scale 0.5 2.0 --aug_mode rheed --subtract_background true --background_mode adaptive
     --camera_aug true --train_stem_bias false --head_init_scale 1.0 --frame_cache true --tta_scales 1 1.125)
 
 # Stops (or, with DRY_RUN=1, warns) when FINETUNE names a missing file.

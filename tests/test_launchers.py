@@ -41,7 +41,7 @@ def test_finetune_gpu_defaults_parse_and_follow_the_recipe():
     assert (args.blr, args.layer_decay, args.weight_decay, args.drop_path, args.smoothing) == (2e-4, 0.9, 0.3, 0.1, 0.2)
     assert (args.mixup, args.cutmix) == (0, 0)
     assert args.aug_mode == "rheed" and args.subtract_background and not args.train_stem_bias
-    assert args.background_mode == "adaptive"
+    assert args.background_mode == "adaptive" and args.crop_scale == [0.5, 2.0]
     assert args.head_init_scale == 1.0
     assert args.model_ema and args.model_ema_eval and args.use_amp
     assert args.epochs == 100 and args.input_size == 224
@@ -120,6 +120,7 @@ def test_finetune_cpu_defaults_are_the_small_data_recipe():
     assert (args.lr, args.warmup_epochs, args.epochs, args.input_size, args.batch_size) == (2e-4, 1, 30, 128, 16)
     assert args.aug_mode == "rheed" and args.subtract_background and not args.train_stem_bias
     assert args.background_mode == "adaptive"
+    assert args.crop_scale == [0.5, 2.0]  # zoom in and out: the pattern's size on the screen is no cue
     assert (args.head_init_scale, args.weight_decay, args.drop_path, args.layer_decay, args.smoothing) \
         == (1.0, 0.05, 0.0, 1.0, 0.0)
 
