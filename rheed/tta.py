@@ -5,11 +5,10 @@ A RHEED pattern is left-right symmetric about the specular spot and cameras are 
 the class of a frame does not change under horizontal or vertical flips. Averaging the logits of the four
 flipped views removes any left/right or up/down bias the model picked up from a small training set.
 
-Scales: the frame is also seen a little larger than the training input size. Training crops of 50-100 % of
-the area zoom in by 1-1.4x while evaluation shows the whole frame, so small spots and thin streaks are smaller
-at evaluation than the model mostly saw them; a slightly larger second view shows them nearer that size. It
-helped on frames of other cameras and of an independent simulator, and was mixed on test frames from the
-training source (docs/EXPERIMENTS.md section 24), so it is opt-in. The evaluation transform resizes to the
+Scales: the frame is also seen a little larger than the training input size, so small spots and thin streaks
+cover a few more pixels. It helped on frames of other cameras and of an independent simulator and was mixed on
+test frames from the training source (docs/EXPERIMENTS.md sections 24, 35); the launchers use 1 and 1.125
+(with their zoom-in-and-out training crops the gain is smaller, section 36). The evaluation transform resizes to the
 largest size and the other views are shrunk from it here (bilinear, antialiased: no ringing, so a zero
 background stays zero).
 
