@@ -51,7 +51,7 @@ def tiny_split(tmp_path_factory) -> Path:
 
 LAUNCHER_VARIABLES = ("GPUS", "MODEL", "DATA", "OUTPUT", "FINETUNE", "EPOCHS", "BATCH", "LR", "BLR", "INPUT_SIZE",
                       "NB_CLASSES", "NUM_WORKERS", "WARMUP_EPOCHS", "MIN_EPOCH_SIZE", "LAYER_DECAY", "UNLABELED", "EXTRA_ARGS",
-                      "DRY_RUN", "DEVICE", "MODE", "FRAMES", "SEED", "OUT", "WORKERS")
+                      "DRY_RUN", "DEVICE", "MODE", "FRAMES", "SEED", "OUT", "WORKERS", "STEPS")
 
 
 def run_launcher(script: str, env=None, args=(), cwd=REPO, timeout=120) -> subprocess.CompletedProcess:

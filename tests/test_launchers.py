@@ -101,6 +101,56 @@ def test_pretrain_gpu_defaults_and_missing_data(tmp_path):
     assert proc.returncode == 1 and "train not found" in proc.stderr
 
 
+def _touch_frames(folder, count, suffix=".png"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (folder / f"f{i:03d}{suffix}").write_bytes(b"")
+
+
+def test_pretrain_cpu_sets_epochs_for_about_800_steps(tmp_path):
+    """The CPU pre-training launcher turns the measured ~800 optimisation steps into epochs for the frames it finds
+    (train + unlabeled; val/test never), and runs the measured recipe of docs/EXPERIMENTS.md section 38."""
+    split, unlabeled = tmp_path / "split", tmp_path / "more frames"
+    _touch_frames(split / "train" / "smooth", 70)
+    _touch_frames(split / "train" / "rough", 30, ".TIF")
+    _touch_frames(split / "val" / "smooth", 50)           # must not count
+    _touch_frames(unlabeled / "run1", 60)
+    (unlabeled / "notes.csv").write_text("not a frame")
+    proc = launch("run_pretrain_cpu.sh", env={"DRY_RUN": "1", "PYTHON": "python3", "DATA": str(split),
+                                              "UNLABELED": str(unlabeled)})
+    assert proc.returncode == 0, proc.stderr
+    assert "160 frames, 5 steps per epoch: 160 epochs" in proc.stdout
+    assert "FINETUNE=outputs/pretrain_cpu/checkpoint-159.pth" in proc.stdout
+    words = printed_command(proc.stdout)
+    assert words[:2] == ["python3", "main_pretrain.py"]
+    args = parse_target(words, "main_pretrain.py")
+    assert (args.device, args.model, args.epochs, args.warmup_epochs, args.batch_size, args.lr, args.input_size) \
+        == ("cpu", "convnextv2_atto", 160, 20, 32, 5e-4, 128)
+    assert args.unlabeled_data_path == str(unlabeled) and args.mask_ratio == 0.6 and args.norm_pix_loss
+    assert args.subtract_background and args.background_mode == "adaptive" and args.frame_cache
+    # the ~660 frames of section 38 give its 40 epochs with a 5-epoch warm-up
+    _touch_frames(unlabeled / "run2", 501)
+    args = parse_target(printed_command(launch("run_pretrain_cpu.sh", env={
+        "DRY_RUN": "1", "DATA": str(split), "UNLABELED": str(unlabeled)}).stdout), "main_pretrain.py")
+    assert (args.epochs, args.warmup_epochs) == (40, 5)
+    args = parse_target(printed_command(launch("run_pretrain_cpu.sh", env={
+        "DRY_RUN": "1", "DATA": str(split), "EPOCHS": "3", "STEPS": "5"}).stdout), "main_pretrain.py")
+    assert (args.epochs, args.warmup_epochs, args.unlabeled_data_path) == (3, 1, None)
+
+
+def test_pretrain_cpu_bad_input_is_a_clear_error(tmp_path):
+    out = tmp_path / "out"
+    proc = launch("run_pretrain_cpu.sh", env={"DATA": str(tmp_path / "nowhere"), "OUTPUT": str(out)})
+    assert proc.returncode == 1 and "train not found" in proc.stderr
+    (tmp_path / "split" / "train").mkdir(parents=True)
+    proc = launch("run_pretrain_cpu.sh", env={"DATA": str(tmp_path / "split"), "OUTPUT": str(out)})
+    assert proc.returncode == 1 and "no image files" in proc.stderr
+    proc = launch("run_pretrain_cpu.sh", env={"DATA": str(tmp_path / "split"), "OUTPUT": str(out),
+                                              "UNLABELED": str(tmp_path / "gone")})
+    assert proc.returncode == 1 and "UNLABELED" in proc.stderr and "not found" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()  # one line, nothing created
+
+
 def test_finetune_cpu_command_parses():
     proc = launch("run_finetune_cpu.sh", env={"DRY_RUN": "1", **OVERRIDES, "PYTHON": "python3"})
     assert proc.returncode == 0, proc.stderr
