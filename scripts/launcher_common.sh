@@ -1,4 +1,4 @@
-# Sourced by the launchers (run_finetune_cpu.sh, run_finetune_balanced_gpu.sh,
+# Sourced by the launchers (run_finetune_cpu.sh, run_finetune_balanced_gpu.sh, run_pretrain_cpu.sh,
 # run_pretrain_gpu.sh): the parts they share, written once.
 
 # The RHEED input pipeline for fine-tuning (docs/EXPERIMENTS.md): crops that keep
@@ -18,6 +18,14 @@ check_finetune_file() {
         local msg="FINETUNE=$FINETUNE not found; download the official checkpoints on a connected machine with 'bash scripts/download_weights.sh' and copy weights/ here, point FINETUNE at your own FCMAE checkpoint, or set FINETUNE= to train from scratch"
         if [ "${DRY_RUN:-0}" != 1 ]; then echo "error: $msg" >&2; exit 1; fi
         echo "warning (dry run): $msg" >&2
+    fi
+}
+
+# Stops (unless DRY_RUN=1) when DATA has no train/ folder: pre-training reads only <DATA>/train.
+check_train_folder() {
+    if [ "${DRY_RUN:-0}" != 1 ] && [ ! -d "$DATA/train" ]; then
+        echo "error: $DATA/train not found; make the split with scripts/split_dataset_simple.py first" >&2
+        exit 1
     fi
 }
 

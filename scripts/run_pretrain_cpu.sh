@@ -12,7 +12,7 @@
 #
 # Variables (default): MODEL (convnextv2_atto), DATA (data_rheed_split),
 # UNLABELED (unset: none; a folder of extra unlabeled frames, searched recursively),
-# OUTPUT (outputs/pretrain_cpu), STEPS (800), EPOCHS (empty: STEPS x BATCH / frames,
+# OUTPUT (outputs/pretrain_cpu), STEPS (800), EPOCHS (empty: STEPS / (frames // BATCH),
 # rounded up; when set it replaces STEPS), BATCH (32), LR (5e-4: absolute peak lr),
 # WARMUP_EPOCHS (empty: an eighth of EPOCHS), INPUT_SIZE (128), NUM_WORKERS (2),
 # EXTRA_ARGS (appended as is), PYTHON (python), DRY_RUN=1 (print only).
@@ -35,10 +35,7 @@ INPUT_SIZE="${INPUT_SIZE:-128}"
 NUM_WORKERS="${NUM_WORKERS:-2}"
 EXTRA_ARGS="${EXTRA_ARGS:-}"
 
-if [ "${DRY_RUN:-0}" != 1 ] && [ ! -d "$DATA/train" ]; then
-    echo "error: $DATA/train not found; make the split with scripts/split_dataset_simple.py first" >&2
-    exit 1
-fi
+check_train_folder
 if [ -n "$UNLABELED" ] && [ "${DRY_RUN:-0}" != 1 ] && [ ! -d "$UNLABELED" ]; then
     echo "error: UNLABELED=$UNLABELED not found" >&2
     exit 1

@@ -29,10 +29,7 @@ INPUT_SIZE="${INPUT_SIZE:-224}"
 NUM_WORKERS="${NUM_WORKERS:-8}"
 EXTRA_ARGS="${EXTRA_ARGS:-}"
 
-if [ "${DRY_RUN:-0}" != 1 ] && [ ! -d "$DATA/train" ]; then
-    echo "error: $DATA/train not found; make the split with scripts/split_dataset_simple.py first" >&2
-    exit 1
-fi
+check_train_folder
 
 # Upstream's pre-training recipe (mask ratio 0.6, blr 1.5e-4, 40 warmup epochs,
 # normalized-pixel loss) with fewer epochs than ImageNet's 800-1600.

@@ -149,6 +149,9 @@ def test_pretrain_cpu_bad_input_is_a_clear_error(tmp_path):
                                               "UNLABELED": str(tmp_path / "gone")})
     assert proc.returncode == 1 and "UNLABELED" in proc.stderr and "not found" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()  # one line, nothing created
+    proc = launch("run_pretrain_cpu.sh", env={"DRY_RUN": "1", "DATA": str(tmp_path / "nowhere")})
+    assert proc.returncode == 0 and "no frames found" in proc.stderr
+    assert parse_target(printed_command(proc.stdout), "main_pretrain.py").epochs == 40
 
 
 def test_finetune_cpu_command_parses():
