@@ -1,4 +1,5 @@
 """Launchers: the command each one prints must parse with its target's own argument parser."""
+import re
 import shlex
 import sys
 
@@ -9,6 +10,7 @@ from conftest import REPO, run_launcher
 
 import main_finetune  # noqa: E402  (conftest puts the repo on sys.path)
 import main_pretrain  # noqa: E402
+from rheed.imageio import IMAGE_EXTENSIONS  # noqa: E402
 
 OVERRIDES = {"GPUS": "2", "MODEL": "convnextv2_tiny", "DATA": "my_split", "OUTPUT": "outputs/x",
              "EPOCHS": "7", "BATCH": "8", "BLR": "3e-4", "INPUT_SIZE": "96", "EXTRA_ARGS": "--seed 5 --save_ckpt_num 2"}
@@ -136,6 +138,12 @@ def test_pretrain_cpu_sets_epochs_for_about_800_steps(tmp_path):
     args = parse_target(printed_command(launch("run_pretrain_cpu.sh", env={
         "DRY_RUN": "1", "DATA": str(split), "EPOCHS": "3", "STEPS": "5"}).stdout), "main_pretrain.py")
     assert (args.epochs, args.warmup_epochs, args.unlabeled_data_path) == (3, 1, None)
+
+
+def test_pretrain_cpu_counts_the_loader_s_image_types():
+    """The shell frame count must look for the same file types the pre-training loader reads."""
+    text = (REPO / "scripts" / "run_pretrain_cpu.sh").read_text()
+    assert sorted(re.findall(r"-iname '\*(\.\w+)'", text)) == sorted(IMAGE_EXTENSIONS)
 
 
 def test_pretrain_cpu_bad_input_is_a_clear_error(tmp_path):
