@@ -5,10 +5,10 @@ objects. A RHEED frame is a grayscale diffraction pattern whose class is carried
 small bright features (streaks vs spots), so the RHEED mode keeps the geometry and varies what differs
 between cameras and chambers:
 
-- crops of 50-100 % of the frame area (`--crop_scale`) with an aspect ratio near the frame's own, resized
-  to a square: the whole pattern, squashed like the evaluation view, never a corner of it; a MAX above 1
-  also zooms out (the launchers use 0.5-2.0), because how much of the screen a pattern fills differs
-  between chambers and must not decide the class;
+- windows whose area is a share of the frame's (`--crop_scale`; the launchers use 0.5-2.0) with an aspect
+  ratio near the frame's own, resized to a square: the whole pattern, squashed like the evaluation view,
+  never a corner of it; a MAX above 1 zooms out (the frame padded with the zero background), because how
+  much of the screen a pattern fills differs between chambers and must not decide the class;
 - horizontal flips (the pattern is left-right symmetric) and vertical flips (cameras are mounted either
   way up, so the shadow edge can be at the top or the bottom of a frame);
 - rotations of a few degrees (camera and sample alignment);
