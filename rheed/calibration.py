@@ -18,8 +18,6 @@ ignores, so `apply_temperature(probs, T)` equals softmax(logits / T).
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from sklearn.metrics import f1_score
 
 EPS = 1e-12
 PRIOR_LOG_SD = 0.5      # log T ~ N(0, 0.5^2): T within a factor of 1.65 of 1 at one sd
@@ -43,6 +41,7 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray, groups: int | None = 
                     bounds: tuple = (0.05, 20.0)) -> float:
     """The T in `bounds` that minimises mean NLL of apply_temperature(probs, T) + (log T)^2 / (2 sd^2 groups):
     the posterior mode with `groups` independent observations (None: one per frame); 1.0 for an empty set."""
+    from scipy.optimize import minimize_scalar  # imported here, as sklearn in rheed.metrics: slow to import
     labels = np.asarray(labels)
     if len(labels) == 0:
         return 1.0
@@ -68,6 +67,7 @@ def best_threshold(probs: np.ndarray, labels: np.ndarray, positive: int) -> floa
     Candidates are the midpoints between consecutive distinct probabilities (plus 0.5), so the chosen
     threshold sits between the validation scores rather than on one of them.
     """
+    from sklearn.metrics import f1_score  # imported here, as in rheed.metrics: slow to import
     probs, labels = np.asarray(probs), np.asarray(labels)
     if probs.shape[1] != 2 or len(np.unique(labels)) < 2:
         return 0.5

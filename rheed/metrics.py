@@ -5,8 +5,6 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
-from sklearn.metrics import (balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support,
-                             roc_auc_score)
 
 from rheed.calibration import predict_with_threshold
 
@@ -34,6 +32,9 @@ def compute_metrics(y_true: Sequence[int], probs: np.ndarray, class_names: Seque
     probability is >= threshold (rheed.calibration). Classes missing from y_true still get entries (zero support, and 0 where
     a ratio is undefined); macro-F1 averages over all classes. ROC-AUC is None when y_true holds one class.
     """
+    # imported here: sklearn (with scipy) adds ~1 s to the start of every command that imports this module
+    from sklearn.metrics import (balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support,
+                                 roc_auc_score)
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     names = [str(n) for n in class_names]

@@ -112,7 +112,17 @@ def test_requirements_dev_includes_runtime_and_test_tools():
     lines = [line.strip() for line in REQUIREMENTS_DEV.read_text().splitlines()]
     assert "-r requirements.txt" in lines
     dev = read_requirements(REQUIREMENTS_DEV)
-    assert {"pytest", "pyyaml"} <= set(dev)
+    assert {"pytest", "pytest-xdist", "pyyaml"} <= set(dev)
+
+
+def test_test_script_refuses_a_bad_worker_count_before_touching_a_virtualenv(tmp_path):
+    venv = tmp_path / "venv"
+    result = subprocess.run(["bash", str(REPO / "scripts" / "test.sh")], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "TEST_WORKERS": "two", "VENV": str(venv)})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: TEST_WORKERS must be a whole number of test processes, got 'two'"]
+    assert not venv.exists()
 
 
 def test_this_interpreter_has_the_pinned_versions():
