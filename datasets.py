@@ -190,11 +190,12 @@ def build_transform(is_train: bool, args):
     if getattr(args, 'aug_mode', 'upstream') == 'rheed':
         background = getattr(args, 'subtract_background', False)
         mode = getattr(args, 'background_mode', 'global')
+        despeckle = getattr(args, 'despeckle', False)
         if is_train:
             return augment.rheed_train_transform(args.input_size, mean, std, tuple(args.crop_scale), background, mode,
-                                                 camera=getattr(args, 'camera_aug', False))
+                                                 camera=getattr(args, 'camera_aug', False), despeckle=despeckle)
         size = eval_input_size(args.input_size, getattr(args, 'tta_scales', None))
-        return augment.rheed_eval_transform(size, mean, std, background, mode)
+        return augment.rheed_eval_transform(size, mean, std, background, mode, despeckle)
 
     if is_train:
         transform = create_transform(

@@ -139,10 +139,11 @@ def resolve_pretrain_files(data_path, unlabeled_data_path=None):
     return files
 
 
-def build_pretrain_transform(input_size, subtract_background=False, background_mode='global'):
+def build_pretrain_transform(input_size, subtract_background=False, background_mode='global', despeckle=False):
     mean, std = ((augment.BACKGROUND_MEAN, augment.BACKGROUND_STD) if subtract_background
                  else (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD))
     return transforms.Compose([
+        *([augment.Despeckle()] if despeckle else []),
         *([augment.SubtractBackground(background_mode)] if subtract_background else []),
         transforms.RandomResizedCrop(input_size, scale=(0.2, 1.0),
                                      interpolation=transforms.InterpolationMode.BICUBIC),
@@ -209,7 +210,7 @@ def main(args):
     num_tasks = utils.get_world_size()
     global_rank = utils.get_rank()
     loader = make_loader(args.bit_scaling, max_value=args.bit_max, crop=args.frame_crop)
-    transform = build_pretrain_transform(args.input_size, args.subtract_background, args.background_mode)
+    transform = build_pretrain_transform(args.input_size, args.subtract_background, args.background_mode, args.despeckle)
     if args.frame_cache:
         settings = {'data_path': os.path.abspath(args.data_path), 'bit_scaling': args.bit_scaling,
                     'bit_max': args.bit_max, 'frame_crop': args.frame_crop}

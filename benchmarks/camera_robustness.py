@@ -1,6 +1,7 @@
 """How much a classifier's decisions depend on the camera: the labelled frames of a folder are re-recorded the
 ways real RHEED recordings differ (green phosphor in colour, camera upside down, burned-in time stamp, high gain
-that saturates the pattern, another response curve, 12-bit data, a square sensor, lossy compression), written as
+that saturates the pattern, another response curve, 12-bit data, a square sensor, lossy compression, hot pixels,
+a lens that darkens the corners, a camera aimed off the screen centre), written as
 files and classified through the same loader and preprocessing as scripts/predict.py. Each change starts from
 the 8-bit frame the project's default loader makes of the original (12/16-bit frames: percentile scaling).
 
@@ -47,6 +48,33 @@ def square_sensor(gray: np.ndarray) -> np.ndarray:
     return np.pad(gray, ((top, max(0, w - h - top)), (0, 0)))
 
 
+def hot_pixels(gray: np.ndarray) -> np.ndarray:
+    """0.05 % of the pixels stuck bright (128-255), at places fixed by the frame size as a sensor's defects are."""
+    h, w = gray.shape
+    rng = np.random.default_rng(h * 100003 + w)
+    n = max(1, round(5e-4 * h * w))
+    rows, cols = rng.integers(0, h, n), rng.integers(0, w, n)
+    out = gray.copy()
+    out[rows, cols] = np.maximum(out[rows, cols], rng.uniform(128, 255, n))
+    return out
+
+
+def vignetting(gray: np.ndarray) -> np.ndarray:
+    """Brightness falling to half in the corners (1 - 0.5 r^2, r = 1 at a corner)."""
+    h, w = gray.shape
+    y, x = np.mgrid[0:h, 0:w]
+    r2 = ((y - (h - 1) / 2) ** 2 + (x - (w - 1) / 2) ** 2) / (((h - 1) / 2) ** 2 + ((w - 1) / 2) ** 2)
+    return gray * (1.0 - 0.5 * r2)
+
+
+def off_centre(gray: np.ndarray) -> np.ndarray:
+    """The camera aimed 15 % of the width to the right: the picture moves left, black comes in on the right."""
+    shift = round(0.15 * gray.shape[1])
+    out = np.zeros_like(gray)
+    out[:, :gray.shape[1] - shift] = gray[:, shift:]
+    return out
+
+
 # name -> (file format, change of the 8-bit grey frame as float)
 CHANGES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "none": ("png", lambda g: g),
@@ -61,6 +89,9 @@ CHANGES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "square_sensor": ("png", square_sensor),
     "jpeg70": ("jpeg70", lambda g: g),
     "jpeg30": ("jpeg30", lambda g: g),
+    "hot_pixels": ("png", hot_pixels),
+    "vignetting": ("png", vignetting),
+    "off_centre": ("png", off_centre),
 }
 
 

@@ -17,6 +17,9 @@ between cameras and chambers:
 - with `--camera_aug`, before background subtraction: the raw frame as another camera records it (gain that
   saturates, a brighter response curve, JPEG compression; RandomCamera).
 
+With `--despeckle` (training and evaluation alike) every pixel is clipped to its brightest neighbour before
+background subtraction: stuck (hot) pixels of the camera would otherwise survive it as sharp "spots" (Despeckle).
+
 No colour operation: the three channels stay identical. Evaluation resizes the whole frame to a square
 (no centre crop that could cut off the pattern).
 """
@@ -207,6 +210,29 @@ def adaptive_pattern(gray: np.ndarray) -> np.ndarray:
     return np.clip(residual - (median + 3 * np.median(np.abs(values - median))), 0.0, None)
 
 
+class Despeckle:
+    """Clips every pixel to the brightest of its 8 neighbours. A camera's hot (stuck) pixels are single bright
+    pixels; background subtraction keeps them and the classifier reads them as sharp transmission spots
+    (docs/EXPERIMENTS.md section 42: 0.05 % hot pixels changed 7 % of the decisions, almost all towards rough).
+    Anything with a neighbour as bright - streaks, spots and rings a few pixels wide, even a 1-pixel line - is
+    unchanged except that a peak pixel drops to its brightest neighbour. ~0.2 ms per 656x492 frame; a 3x3
+    median does the same to hot pixels but erases 1-pixel lines and costs ~100x more."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(neighbours=8)"
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        gray = np.asarray(img.convert('L'))
+        h, w = gray.shape
+        padded = np.pad(gray, 1, mode='edge')
+        brightest = np.zeros_like(gray)
+        for dy in range(3):
+            for dx in range(3):
+                if dy != 1 or dx != 1:
+                    np.maximum(brightest, padded[dy:dy + h, dx:dx + w], out=brightest)
+        return Image.fromarray(np.minimum(gray, brightest)).convert('RGB')
+
+
 class SubtractBackground:
     """Sets the diffuse background and the dark screen of a whole frame to exactly zero.
 
@@ -258,10 +284,12 @@ BACKGROUND_MEAN, BACKGROUND_STD = (0.0, 0.0, 0.0), (0.25, 0.25, 0.25)
 
 
 def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0), background: bool = False,
-                          background_mode: str = 'global', camera: bool = False) -> transforms.Compose:
+                          background_mode: str = 'global', camera: bool = False,
+                          despeckle: bool = False) -> transforms.Compose:
     rotate = transforms.RandomRotation(5, interpolation=transforms.InterpolationMode.BILINEAR)
     return transforms.Compose([
         *([RandomCamera()] if camera else []),
+        *([Despeckle()] if despeckle else []),
         *([SubtractBackground(background_mode)] if background else []),
         RandomCropKeepingAspect(input_size, scale=crop_scale),
         transforms.RandomHorizontalFlip(),
@@ -277,8 +305,8 @@ def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0), bac
 
 
 def rheed_eval_transform(input_size: int, mean, std, background: bool = False,
-                         background_mode: str = 'global') -> transforms.Compose:
-    first = [SubtractBackground(background_mode)] if background else []
+                         background_mode: str = 'global', despeckle: bool = False) -> transforms.Compose:
+    first = ([Despeckle()] if despeckle else []) + ([SubtractBackground(background_mode)] if background else [])
     if background:
         mean, std = BACKGROUND_MEAN, BACKGROUND_STD
     return transforms.Compose([

@@ -158,18 +158,18 @@ def cached_pipeline(files: Sequence[str], loader: Callable[[str], Image.Image], 
     """(loader, transform) that read `files` from a frame cache in cache_dir, frames stored with their shorter
     side at most `short_side` (0: as loaded).
 
-    The deterministic steps at the start of `transform` (background subtraction; for evaluation also the resize
+    The deterministic steps at the start of `transform` (despeckling, background subtraction; for evaluation also the resize
     and centre crop) move into the cache and the rest of the transform is returned; a RandomCamera in front of
     them is drawn CAMERA_VIEWS times per frame (generators seeded from `seed`). With short_side 0 (the
     evaluation sets) the cached frames are then exactly what reading the files gives - the tensors that
     scripts/predict.py sees. `run_on_main(fn)` runs fn once per machine (utils.on_main_process)."""
     from torchvision import transforms as T
 
-    from rheed.augment import RandomCamera, SubtractBackground
+    from rheed.augment import Despeckle, RandomCamera, SubtractBackground
     steps = list(getattr(transform, 'transforms', []))
     camera = steps.pop(0) if steps and isinstance(steps[0], RandomCamera) else None
     n_fixed = 0
-    while n_fixed < len(steps) and isinstance(steps[n_fixed], (SubtractBackground, T.Resize, T.CenterCrop)):
+    while n_fixed < len(steps) and isinstance(steps[n_fixed], (Despeckle, SubtractBackground, T.Resize, T.CenterCrop)):
         n_fixed += 1
     preprocess = None
     if n_fixed:

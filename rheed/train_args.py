@@ -29,6 +29,10 @@ def add_frame_args(parser: argparse.ArgumentParser) -> None:
                              'global, or local for a frame where the global level leaves under 0.3 %% of the pixels; '
                              'adaptive = subtract a smooth background surface (glow, vignetting, dark screen surround) '
                              'and take the level of what is left over the lit screen (rheed.augment.adaptive_pattern; the RHEED launchers use it)')
+    parser.add_argument('--despeckle', type=str2bool, default=False,
+                        help='clip every pixel to the brightest of its 8 neighbours before background subtraction: '
+                             "removes the camera's hot (stuck) pixels, which would otherwise look like sharp spots "
+                             '(rheed.augment.Despeckle; the RHEED launchers use it; stored in the checkpoint)')
     parser.add_argument('--frame_cache', type=str2bool, default=False,
                         help='decode (and background-subtract) every frame once into a memory-mapped cache '
                              'shared by the DataLoader workers and processes; with --frame_cache_size 0 training is identical without it')

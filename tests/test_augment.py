@@ -20,8 +20,9 @@ def streak_frame(width=160, height=120, seed=0) -> Image.Image:
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).convert('RGB')
 
 
-def args_for(mode, background=False, size=64):
-    return argparse.Namespace(aug_mode=mode, subtract_background=background, input_size=size, crop_scale=[0.5, 1.0],
+def args_for(mode, background=False, size=64, despeckle=False):
+    return argparse.Namespace(aug_mode=mode, subtract_background=background, despeckle=despeckle, input_size=size,
+                              crop_scale=[0.5, 1.0],
                               imagenet_default_mean_and_std=True, color_jitter=None, aa='', reprob=0.0,
                               remode='pixel', recount=1, train_interpolation='bicubic', crop_pct=None)
 
@@ -63,6 +64,43 @@ def test_subtract_background_happens_on_the_whole_frame_before_the_crop():
     assert type(transform.transforms[0]).__name__ == 'SubtractBackground'
     x = transform(streak_frame())
     assert x.shape == (3, 64, 64) and float(x.min()) == 0.0
+
+
+def hot_pixel_frames():
+    """A streak frame on a flat background, and the same frame with three stuck pixels in the background."""
+    img = np.full((120, 160), 20.0)
+    img[10:100, 78:83] = 220.0   # a 5-pixel-wide streak
+    hot = img.copy()
+    hot[30, 20], hot[60, 140], hot[110, 50] = 255.0, 180.0, 140.0
+    return [Image.fromarray(a.astype(np.uint8)).convert('RGB') for a in (img, hot)]
+
+
+def test_despeckle_removes_hot_pixels_and_keeps_the_pattern():
+    clean, hot = hot_pixel_frames()
+    filtered = np.asarray(augment.Despeckle()(hot))
+    assert np.array_equal(filtered, np.asarray(augment.Despeckle()(clean)))
+    assert np.array_equal(filtered, np.asarray(clean))   # the streak and the background are untouched
+    line = np.full((20, 20), 10, np.uint8)
+    line[2:18, 9] = 200   # a 1-pixel line is kept whole: each of its pixels has a neighbour as bright
+    assert np.array_equal(np.asarray(augment.Despeckle()(Image.fromarray(line)))[..., 0], line)
+    # without it the stuck pixels survive background subtraction as bright points
+    subtracted = np.asarray(augment.SubtractBackground('adaptive')(hot))[..., 0]
+    assert subtracted[30, 20] > 0 and subtracted[60, 140] > 0
+    transform = datasets.build_transform(False, args_for('rheed', background=True, despeckle=True))
+    assert [type(t).__name__ for t in transform.transforms[:2]] == ['Despeckle', 'SubtractBackground']
+    assert torch.equal(transform(hot), transform(clean))
+    plain = datasets.build_transform(False, args_for('rheed', background=True))
+    assert not torch.equal(plain(hot), plain(clean))
+
+
+def test_despeckle_comes_after_the_camera_and_before_the_background_in_training():
+    args = args_for('rheed', background=True, despeckle=True)
+    args.camera_aug = True
+    names = [type(t).__name__ for t in datasets.build_transform(True, args).transforms[:3]]
+    assert names == ['RandomCamera', 'Despeckle', 'SubtractBackground']
+    import main_pretrain
+    names = [type(t).__name__ for t in main_pretrain.build_pretrain_transform(64, True, 'adaptive', True).transforms[:2]]
+    assert names == ['Despeckle', 'SubtractBackground']
 
 
 def test_upstream_mode_is_unchanged():

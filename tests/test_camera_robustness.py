@@ -44,6 +44,12 @@ def test_re_recording_changes_only_the_camera(tmp_path):
     assert files["jpeg30"].suffix == ".jpg" and 0 < np.abs(jpeg - g).mean() < 10
     stamped = gray(files["time_stamp"])
     assert (stamped != g).mean() > 0.01 and np.array_equal(stamped[:20, :40], g[:20, :40])   # text in two corners only
+    hot = gray(files["hot_pixels"])
+    assert np.all(hot >= g) and 1 <= np.sum(hot > g) <= 3 and hot.max() >= 128   # 0.05 % of 4800 pixels, stuck bright
+    dim = gray(files["vignetting"])
+    assert np.all(dim <= g) and np.array_equal(dim[29:31, 39:41], g[29:31, 39:41]) and dim[0, 0] == np.round(0.5 * g[0, 0])
+    moved = gray(files["off_centre"])
+    assert np.array_equal(moved[:, :68], g[:, 12:]) and moved[:, 68:].max() == 0   # 15 % of 80 columns
     # A 12-bit source frame starts from the loader's 8-bit view of it, not from PIL's clipped conversion.
     (data / "rough").mkdir()
     Image.fromarray((source * 16).astype(np.uint16)).save(data / "rough" / "g_000001.png")

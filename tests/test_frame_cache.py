@@ -94,6 +94,13 @@ def test_changed_file_or_setting_rebuilds(split, tmp_path, capsys):
     datasets.build_dataset(False, args)
     assert "Frame cache: 5 frames" in capsys.readouterr().out
 
+    args.despeckle = True   # a preprocessing step is a setting too: rebuilt on and off
+    datasets.build_dataset(False, args)
+    assert "Frame cache: 5 frames" in capsys.readouterr().out
+    args.despeckle = False
+    datasets.build_dataset(False, args)
+    assert "Frame cache: 5 frames" in capsys.readouterr().out
+
     args.frame_crop = [4, 2, 36, 34]  # a crop box is a setting too: rebuilt, and the same tensors as the files
     cropped, _ = datasets.build_dataset(False, args)
     assert "Frame cache: 5 frames" in capsys.readouterr().out

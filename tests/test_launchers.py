@@ -180,7 +180,7 @@ def test_finetune_cpu_defaults_are_the_small_data_recipe():
     args = parse_target(printed_command(proc.stdout), "main_finetune.py")
     assert (args.lr, args.warmup_epochs, args.epochs, args.input_size, args.batch_size) == (2e-4, 1, 30, 128, 16)
     assert args.aug_mode == "rheed" and args.subtract_background and not args.train_stem_bias
-    assert args.background_mode == "adaptive"
+    assert args.background_mode == "adaptive" and args.despeckle  # hot pixels filtered before the background
     assert args.crop_scale == [0.5, 2.0]  # zoom in and out: the pattern's size on the screen is no cue
     assert (args.head_init_scale, args.weight_decay, args.drop_path, args.layer_decay, args.smoothing) \
         == (1.0, 0.05, 0.0, 1.0, 0.0)

@@ -295,6 +295,29 @@ def test_frame_crop_stored_in_the_checkpoint_applies_to_every_input(classifier, 
         predict_input(cropping, tmp_path / "covered" / "run7_99.png", tmp_path / "single", progress=False)
 
 
+def test_despeckle_stored_in_the_checkpoint_ignores_hot_pixels(tmp_path):
+    from conftest import save_random_classifier
+    from rheed.inference import load_classifier
+
+    path = save_random_classifier(tmp_path / "random.pth")
+    ckpt = torch.load(path, weights_only=False)
+    ckpt["args"].update(aug_mode="rheed", subtract_background=True, background_mode="adaptive", despeckle=True)
+    torch.save(ckpt, path)
+    model = load_classifier(path)
+    assert type(model.transform.transforms[0]).__name__ == "Despeckle"
+    frame = np.full((48, 64), 20, np.uint8)
+    frame[5:40, 30:34] = 200
+    hot = frame.copy()
+    hot[10, 10] = hot[40, 55] = 255
+    write_folder(tmp_path / "frames", [frame, hot])
+    p = model.predict_paths([str(tmp_path / "frames" / f"run7_{i}.png") for i in range(2)])
+    np.testing.assert_array_equal(p[0], p[1])
+    ckpt["args"]["despeckle"] = False
+    torch.save(ckpt, path)
+    p = load_classifier(path).predict_paths([str(tmp_path / "frames" / f"run7_{i}.png") for i in range(2)])
+    assert np.abs(p[0] - p[1]).max() > 1e-6
+
+
 def test_empty_or_bad_input_is_a_clear_error(classifier, checkpoint, tmp_path):
     from rheed.inference import load_classifier
     from rheed.predict import predict_input
