@@ -265,8 +265,9 @@ def check_args(args):
     if not 0 < low <= high or (high > 1 and args.aug_mode != 'rheed'):
         raise UserError(f"--crop_scale {low} {high}: needs 0 < MIN <= MAX, and MAX <= 1 unless --aug_mode rheed "
                         f"(where MAX > 1 zooms out)")
-    if args.camera_aug and args.aug_mode != 'rheed':
-        raise UserError("--camera_aug true needs --aug_mode rheed")
+    for flag in ('camera_aug', 'despeckle'):
+        if getattr(args, flag) and args.aug_mode != 'rheed':
+            raise UserError(f"--{flag} true needs --aug_mode rheed")
     if args.tta_scales and (args.aug_mode != 'rheed' or min(args.tta_scales) <= 0):
         raise UserError(f"--tta_scales {' '.join(map(str, args.tta_scales))}: needs --aug_mode rheed and scales above 0")
     check_crop_box(args.frame_crop)

@@ -2,6 +2,7 @@
 import argparse
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -253,9 +254,10 @@ def test_random_camera_changes_two_thirds_of_the_frames_and_comes_first():
     assert datasets.build_transform(True, args)(frame).shape == (3, 64, 64)   # drawn from `random` without rng
 
 
-def test_camera_aug_needs_rheed_mode(tmp_path, tiny_split):
+@pytest.mark.parametrize("flag", ["camera_aug", "despeckle"])
+def test_camera_aug_and_despeckle_need_rheed_mode(tmp_path, tiny_split, flag):
     from conftest import run_cli
     proc = run_cli(["main_finetune.py", "--data_set", "RHEED", "--data_path", tiny_split, "--device", "cpu",
-                    "--camera_aug", "true", "--output_dir", tmp_path / "out"], timeout=120)
-    assert proc.returncode != 0 and proc.stderr.strip() == "error: --camera_aug true needs --aug_mode rheed"
+                    f"--{flag}", "true", "--output_dir", tmp_path / "out"], timeout=120)
+    assert proc.returncode != 0 and proc.stderr.strip() == f"error: --{flag} true needs --aug_mode rheed"
     assert not (tmp_path / "out").exists()
