@@ -210,7 +210,8 @@ def main(args):
     num_tasks = utils.get_world_size()
     global_rank = utils.get_rank()
     loader = make_loader(args.bit_scaling, max_value=args.bit_max, crop=args.frame_crop)
-    transform = build_pretrain_transform(args.input_size, args.subtract_background, args.background_mode, args.despeckle)
+    transform = build_pretrain_transform(args.input_size, args.subtract_background, args.background_mode,
+                                         args.despeckle)
     if args.frame_cache:
         settings = {'data_path': os.path.abspath(args.data_path), 'bit_scaling': args.bit_scaling,
                     'bit_max': args.bit_max, 'frame_crop': args.frame_crop}
