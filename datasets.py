@@ -193,7 +193,8 @@ def build_transform(is_train: bool, args):
         despeckle = getattr(args, 'despeckle', False)
         if is_train:
             return augment.rheed_train_transform(args.input_size, mean, std, tuple(args.crop_scale), background, mode,
-                                                 camera=getattr(args, 'camera_aug', False), despeckle=despeckle)
+                                                 camera=getattr(args, 'camera_aug', False), despeckle=despeckle,
+                                                 crop_shift=getattr(args, 'crop_shift', 0.0))
         size = eval_input_size(args.input_size, getattr(args, 'tta_scales', None))
         return augment.rheed_eval_transform(size, mean, std, background, mode, despeckle)
 

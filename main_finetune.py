@@ -174,6 +174,9 @@ def get_args_parser():
                         help='area range of the training RandomResizedCrop (upstream: 0.08 1.0); RHEED frames '
                              'want a larger minimum such as 0.5 so the crop keeps the diffraction pattern; with '
                              '--aug_mode rheed a MAX above 1 also zooms out (window larger than the frame, zero outside)')
+    parser.add_argument('--crop_shift', default=0.0, type=float,
+                        help='--aug_mode rheed: the training window may reach this share of the frame width/height '
+                             'past the frame edges (zero outside), so patterns are also seen off-centre; default 0')
     parser.add_argument('--class_weights', default='none', type=str,
                         help='per-class loss weights: none, auto (inverse class frequency, mean 1), effective '
                              '(effective number of samples, mean 1) or a comma-separated list, one per class')
@@ -265,6 +268,8 @@ def check_args(args):
     if not 0 < low <= high or (high > 1 and args.aug_mode != 'rheed'):
         raise UserError(f"--crop_scale {low} {high}: needs 0 < MIN <= MAX, and MAX <= 1 unless --aug_mode rheed "
                         f"(where MAX > 1 zooms out)")
+    if args.crop_shift and (args.aug_mode != 'rheed' or not 0 < args.crop_shift < 0.5):
+        raise UserError(f"--crop_shift {args.crop_shift}: needs --aug_mode rheed and a share between 0 and 0.5")
     for flag in ('camera_aug', 'despeckle'):
         if getattr(args, flag) and args.aug_mode != 'rheed':
             raise UserError(f"--{flag} true needs --aug_mode rheed")

@@ -1,7 +1,7 @@
 """How much a classifier's decisions depend on the camera: the labelled frames of a folder are re-recorded the
 ways real RHEED recordings differ (green phosphor in colour, camera upside down, burned-in time stamp, high gain
 that saturates the pattern, another response curve, 12-bit data, a square sensor, lossy compression, hot pixels,
-a lens that darkens the corners, a camera aimed off the screen centre), written as
+a lens that darkens the corners, a camera aimed off the screen centre sideways or lower), written as
 files and classified through the same loader and preprocessing as scripts/predict.py. Each change starts from
 the 8-bit frame the project's default loader makes of the original (12/16-bit frames: percentile scaling).
 
@@ -75,6 +75,14 @@ def off_centre(gray: np.ndarray) -> np.ndarray:
     return out
 
 
+def off_centre_vertical(gray: np.ndarray) -> np.ndarray:
+    """The camera aimed 15 % of the height lower: the picture moves up, black comes in at the bottom."""
+    shift = round(0.15 * gray.shape[0])
+    out = np.zeros_like(gray)
+    out[:gray.shape[0] - shift] = gray[shift:]
+    return out
+
+
 # name -> (file format, change of the 8-bit grey frame as float)
 CHANGES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "none": ("png", lambda g: g),
@@ -92,6 +100,7 @@ CHANGES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "hot_pixels": ("png", hot_pixels),
     "vignetting": ("png", vignetting),
     "off_centre": ("png", off_centre),
+    "off_centre_vertical": ("png", off_centre_vertical),
 }
 
 

@@ -43,23 +43,25 @@ class RandomCropKeepingAspect:
     and the rest is zero - the background after --subtract_background - so the pattern appears smaller than
     in the whole-frame evaluation view."""
 
-    def __init__(self, size: int, scale: tuple = (0.5, 1.0), ratio_spread: float = 1.25):
-        self.size, self.scale, self.spread = size, tuple(scale), ratio_spread
+    def __init__(self, size: int, scale: tuple = (0.5, 1.0), ratio_spread: float = 1.25, shift: float = 0.0):
+        self.size, self.scale, self.spread, self.shift = size, tuple(scale), ratio_spread, shift
 
     def window(self, width: int, height: int, ratio: tuple) -> tuple:
         """(top, left, h, w) of a window of area scale x the frame's, log-uniform aspect ratio in `ratio`; a side
-        longer than the frame's is placed so that it covers the frame."""
+        longer than the frame's is placed so that it covers the frame. With `shift` the window may also reach
+        up to that share of the frame's side past the frame's edges, so the pattern can lie off-centre."""
         area = width * height * torch.empty(1).uniform_(*self.scale).item()
         aspect = math.exp(torch.empty(1).uniform_(math.log(ratio[0]), math.log(ratio[1])).item())
         w, h = max(1, round(math.sqrt(area * aspect))), max(1, round(math.sqrt(area / aspect)))
-        left = int(torch.randint(min(0, width - w), max(0, width - w) + 1, (1,)))
-        top = int(torch.randint(min(0, height - h), max(0, height - h) + 1, (1,)))
+        dx, dy = round(self.shift * width), round(self.shift * height)
+        left = int(torch.randint(min(0, width - w) - dx, max(0, width - w) + dx + 1, (1,)))
+        top = int(torch.randint(min(0, height - h) - dy, max(0, height - h) + dy + 1, (1,)))
         return top, left, h, w
 
     def __call__(self, img: Image.Image) -> Image.Image:
         aspect = img.width / img.height
         ratio = (aspect / self.spread, aspect * self.spread)
-        if self.scale[1] > 1:
+        if self.scale[1] > 1 or self.shift > 0:
             top, left, h, w = self.window(img.width, img.height, ratio)
         else:   # torchvision's sampler (windows inside the frame), as before zoom-out existed
             top, left, h, w = transforms.RandomResizedCrop.get_params(img, self.scale, ratio)
@@ -286,13 +288,13 @@ BACKGROUND_MEAN, BACKGROUND_STD = (0.0, 0.0, 0.0), (0.25, 0.25, 0.25)
 
 def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0), background: bool = False,
                           background_mode: str = 'global', camera: bool = False,
-                          despeckle: bool = False) -> transforms.Compose:
+                          despeckle: bool = False, crop_shift: float = 0.0) -> transforms.Compose:
     rotate = transforms.RandomRotation(5, interpolation=transforms.InterpolationMode.BILINEAR)
     return transforms.Compose([
         *([RandomCamera()] if camera else []),
         *([Despeckle()] if despeckle else []),
         *([SubtractBackground(background_mode)] if background else []),
-        RandomCropKeepingAspect(input_size, scale=crop_scale),
+        RandomCropKeepingAspect(input_size, scale=crop_scale, shift=crop_shift),
         transforms.RandomHorizontalFlip(),
         transforms.RandomVerticalFlip(),
         transforms.RandomApply([rotate], p=0.3),

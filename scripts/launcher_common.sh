@@ -9,8 +9,9 @@
 # frozen stem bias, full-scale head init; frames decoded once (frame cache), each
 # also stored as two random cameras record it (gain, gamma, JPEG; section 34);
 # evaluation and predict.py average the input size and 1.125x of it (section 35); first every pixel is clipped
-# to its brightest neighbour, so the camera's hot pixels do not read as sharp spots (section 42).
-RHEED_FINETUNE_INPUT=(--crop_scale 0.5 2.0 --aug_mode rheed --despeckle true --subtract_background true --background_mode adaptive
+# to its brightest neighbour, so the camera's hot pixels do not read as sharp spots (section 42); windows may
+# reach 20 % past the frame edges, so a pattern off the screen centre is seen in training (section 43).
+RHEED_FINETUNE_INPUT=(--crop_scale 0.5 2.0 --crop_shift 0.2 --aug_mode rheed --despeckle true --subtract_background true --background_mode adaptive
     --camera_aug true --train_stem_bias false --head_init_scale 1.0 --frame_cache true --tta_scales 1 1.125)
 
 # Stops (or, with DRY_RUN=1, warns) when FINETUNE names a missing file.

@@ -206,6 +206,25 @@ def test_crop_scale_above_one_zooms_out_with_a_zero_border():
     assert np.array_equal(np.asarray(ours), np.asarray(theirs))
 
 
+def test_crop_shift_moves_the_window_past_the_frame_edges():
+    crop = augment.RandomCropKeepingAspect(64, scale=(0.9, 0.9), shift=0.2)
+    torch.manual_seed(0)
+    lefts, tops = [], []
+    for _ in range(300):
+        top, left, h, w = crop.window(160, 120, (160 / 120, 160 / 120))
+        assert -32 <= left and left + w <= 160 + 32 and -24 <= top and top + h <= 120 + 24
+        lefts.append(left)
+        tops.append(top)
+    assert min(lefts) < 0 and max(lefts) + w > 160 and min(tops) < 0 and max(tops) + h > 120
+    # the part of the window past the edge is zero: some views of a uniform frame have a black margin
+    frame = Image.new('RGB', (160, 120), (200, 200, 200))
+    black = [(np.asarray(crop(frame))[..., 0] == 0).mean() for _ in range(50)]
+    assert max(black) > 0.05 and min(black) == 0.0
+    args = args_for('rheed', background=True)
+    args.crop_shift = 0.2
+    assert datasets.build_transform(True, args).transforms[1].shift == 0.2
+
+
 def test_crop_scale_checks(tmp_path, tiny_split):
     from conftest import run_cli
     for scale, mode in ((('0.5', '1.5'), 'upstream'), (('0', '1'), 'rheed'), (('0.9', '0.5'), 'rheed')):
@@ -213,6 +232,12 @@ def test_crop_scale_checks(tmp_path, tiny_split):
                         "--aug_mode", mode, "--crop_scale", *scale, "--output_dir", tmp_path / "out"], timeout=120)
         assert proc.returncode != 0 and "--crop_scale" in proc.stderr and "needs 0 < MIN <= MAX" in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    for shift, mode in (('0.2', 'upstream'), ('0.6', 'rheed'), ('-0.1', 'rheed')):
+        proc = run_cli(["main_finetune.py", "--data_set", "RHEED", "--data_path", tiny_split, "--device", "cpu",
+                        "--aug_mode", mode, "--crop_shift", shift, "--output_dir", tmp_path / "out"], timeout=120)
+        assert proc.returncode != 0 and proc.stderr.strip() == (
+            f"error: --crop_shift {float(shift)}: needs --aug_mode rheed and a share between 0 and 0.5")
+        assert not (tmp_path / "out").exists()
 
 
 def test_camera_response_keeps_the_pattern_and_saturates():

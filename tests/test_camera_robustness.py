@@ -50,6 +50,8 @@ def test_re_recording_changes_only_the_camera(tmp_path):
     assert np.all(dim <= g) and np.array_equal(dim[29:31, 39:41], g[29:31, 39:41]) and dim[0, 0] == np.round(0.5 * g[0, 0])
     moved = gray(files["off_centre"])
     assert np.array_equal(moved[:, :68], g[:, 12:]) and moved[:, 68:].max() == 0   # 15 % of 80 columns
+    lowered = gray(files["off_centre_vertical"])
+    assert np.array_equal(lowered[:51], g[9:]) and lowered[51:].max() == 0        # 15 % of 60 rows
     # A 12-bit source frame starts from the loader's 8-bit view of it, not from PIL's clipped conversion.
     (data / "rough").mkdir()
     Image.fromarray((source * 16).astype(np.uint16)).save(data / "rough" / "g_000001.png")
