@@ -67,19 +67,12 @@ def vignetting(gray: np.ndarray) -> np.ndarray:
     return gray * (1.0 - 0.5 * r2)
 
 
-def off_centre(gray: np.ndarray) -> np.ndarray:
-    """The camera aimed 15 % of the width to the right: the picture moves left, black comes in on the right."""
-    shift = round(0.15 * gray.shape[1])
+def aimed_off_centre(gray: np.ndarray, axis: int) -> np.ndarray:
+    """The camera aimed 15 % of the frame's side off the screen centre (axis 1: to the right, axis 0: lower): the
+    picture moves left or up and black comes in on the other side."""
+    shift = round(0.15 * gray.shape[axis])
     out = np.zeros_like(gray)
-    out[:, :gray.shape[1] - shift] = gray[:, shift:]
-    return out
-
-
-def off_centre_vertical(gray: np.ndarray) -> np.ndarray:
-    """The camera aimed 15 % of the height lower: the picture moves up, black comes in at the bottom."""
-    shift = round(0.15 * gray.shape[0])
-    out = np.zeros_like(gray)
-    out[:gray.shape[0] - shift] = gray[shift:]
+    np.moveaxis(out, axis, 0)[:gray.shape[axis] - shift] = np.moveaxis(gray, axis, 0)[shift:]
     return out
 
 
@@ -99,8 +92,8 @@ CHANGES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "jpeg30": ("jpeg30", lambda g: g),
     "hot_pixels": ("png", hot_pixels),
     "vignetting": ("png", vignetting),
-    "off_centre": ("png", off_centre),
-    "off_centre_vertical": ("png", off_centre_vertical),
+    "off_centre": ("png", lambda g: aimed_off_centre(g, axis=1)),
+    "off_centre_vertical": ("png", lambda g: aimed_off_centre(g, axis=0)),
 }
 
 
