@@ -143,8 +143,7 @@ def build_pretrain_transform(input_size, subtract_background=False, background_m
     mean, std = ((augment.BACKGROUND_MEAN, augment.BACKGROUND_STD) if subtract_background
                  else (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD))
     return transforms.Compose([
-        *([augment.Despeckle()] if despeckle else []),
-        *([augment.SubtractBackground(background_mode)] if subtract_background else []),
+        *augment.whole_frame_steps(despeckle, subtract_background, background_mode),
         transforms.RandomResizedCrop(input_size, scale=(0.2, 1.0),
                                      interpolation=transforms.InterpolationMode.BICUBIC),
         transforms.RandomHorizontalFlip(),

@@ -286,14 +286,19 @@ class SubtractBackground:
 BACKGROUND_MEAN, BACKGROUND_STD = (0.0, 0.0, 0.0), (0.25, 0.25, 0.25)
 
 
+def whole_frame_steps(despeckle: bool, background: bool, background_mode: str = 'global') -> list:
+    """The fixed steps on the whole frame, before any crop, shared by training, evaluation and pre-training:
+    hot pixels clipped, then the background subtracted."""
+    return ([Despeckle()] if despeckle else []) + ([SubtractBackground(background_mode)] if background else [])
+
+
 def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0), background: bool = False,
                           background_mode: str = 'global', camera: bool = False,
                           despeckle: bool = False, crop_shift: float = 0.0) -> transforms.Compose:
     rotate = transforms.RandomRotation(5, interpolation=transforms.InterpolationMode.BILINEAR)
     return transforms.Compose([
         *([RandomCamera()] if camera else []),
-        *([Despeckle()] if despeckle else []),
-        *([SubtractBackground(background_mode)] if background else []),
+        *whole_frame_steps(despeckle, background, background_mode),
         RandomCropKeepingAspect(input_size, scale=crop_scale, shift=crop_shift),
         transforms.RandomHorizontalFlip(),
         transforms.RandomVerticalFlip(),
@@ -309,11 +314,10 @@ def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0), bac
 
 def rheed_eval_transform(input_size: int, mean, std, background: bool = False,
                          background_mode: str = 'global', despeckle: bool = False) -> transforms.Compose:
-    first = ([Despeckle()] if despeckle else []) + ([SubtractBackground(background_mode)] if background else [])
     if background:
         mean, std = BACKGROUND_MEAN, BACKGROUND_STD
     return transforms.Compose([
-        *first,
+        *whole_frame_steps(despeckle, background, background_mode),
         transforms.Resize((input_size, input_size), interpolation=transforms.InterpolationMode.BICUBIC,
                           antialias=True),
         transforms.ToTensor(),

@@ -158,9 +158,9 @@ def cached_pipeline(files: Sequence[str], loader: Callable[[str], Image.Image], 
     """(loader, transform) that read `files` from a frame cache in cache_dir, frames stored with their shorter
     side at most `short_side` (0: as loaded).
 
-    The deterministic steps at the start of `transform` (despeckling, background subtraction; for evaluation also
-    the resize and centre crop) move into the cache and the rest of the transform is returned; a RandomCamera in front of
-    them is drawn CAMERA_VIEWS times per frame (generators seeded from `seed`). With short_side 0 (the
+    The deterministic steps at the start of `transform` (rheed.augment.whole_frame_steps; for evaluation also the
+    resize and centre crop) move into the cache and the rest of the transform is returned; a RandomCamera in front
+    of them is drawn CAMERA_VIEWS times per frame (generators seeded from `seed`). With short_side 0 (the
     evaluation sets) the cached frames are then exactly what reading the files gives - the tensors that
     scripts/predict.py sees. `run_on_main(fn)` runs fn once per machine (utils.on_main_process)."""
     from torchvision import transforms as T

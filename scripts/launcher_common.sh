@@ -1,18 +1,23 @@
 # Sourced by the launchers (run_finetune_cpu.sh, run_finetune_balanced_gpu.sh, run_pretrain_cpu.sh,
-# run_pretrain_gpu.sh): the parts they share, written once.
+# run_pretrain_gpu.sh), quickstart.sh and pretrain_synthetic.sh: the parts they share, written once.
+
+# How every RHEED launcher (fine-tuning and pre-training alike) turns a file into a frame before any random step:
+# every pixel clipped to its brightest neighbour, so the camera's hot pixels do not read as sharp spots
+# (section 42); the background subtracted on the whole frame (adaptive: a smooth background surface, so glow
+# and a dark screen surround go); frames decoded once (frame cache). Pre-training uses the same, so the
+# encoder learns on the input it is fine-tuned on.
+RHEED_FRAME_INPUT=(--despeckle true --subtract_background true --background_mode adaptive --frame_cache true)
 
 # The RHEED input pipeline for fine-tuning (docs/EXPERIMENTS.md): crops that keep
 # the pattern, windows of half to twice the frame area (zoom in and out, so the
 # size of the pattern on the screen, which differs between chambers, is not a cue;
-# section 36), RHEED augmentations, background subtraction on the whole frame
-# (adaptive: a smooth background surface, so glow and a dark screen surround go),
-# frozen stem bias, full-scale head init; frames decoded once (frame cache), each
-# also stored as two random cameras record it (gain, gamma, JPEG; section 34);
-# evaluation and predict.py average the input size and 1.125x of it (section 35); first every pixel is clipped
-# to its brightest neighbour, so the camera's hot pixels do not read as sharp spots (section 42); windows may
-# reach 20 % past the frame edges, so a pattern off the screen centre is seen in training (section 43).
-RHEED_FINETUNE_INPUT=(--crop_scale 0.5 2.0 --crop_shift 0.2 --aug_mode rheed --despeckle true --subtract_background true --background_mode adaptive
-    --camera_aug true --train_stem_bias false --head_init_scale 1.0 --frame_cache true --tta_scales 1 1.125)
+# section 36) that may reach 20 % past the frame edges (a pattern off the screen
+# centre; section 43), RHEED augmentations, the frame input above, each frame also
+# stored as two random cameras record it (gain, gamma, JPEG; section 34), frozen stem
+# bias, full-scale head init; evaluation and predict.py average the input size and
+# 1.125x of it (section 35).
+RHEED_FINETUNE_INPUT=(--crop_scale 0.5 2.0 --crop_shift 0.2 --aug_mode rheed "${RHEED_FRAME_INPUT[@]}"
+    --camera_aug true --train_stem_bias false --head_init_scale 1.0 --tta_scales 1 1.125)
 
 # Stops (or, with DRY_RUN=1, warns) when FINETUNE names a missing file.
 check_finetune_file() {

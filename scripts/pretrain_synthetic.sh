@@ -22,6 +22,8 @@
 # A second run reuses the corpus and split in OUT and resumes the training run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/launcher_common.sh
+source scripts/launcher_common.sh
 
 PYTHON="${PYTHON:-python}"
 DEVICE="${DEVICE:-cpu}"
@@ -88,7 +90,7 @@ else
         # shellcheck disable=SC2206  # EXTRA_ARGS is split on spaces on purpose
         run "$PYTHON" main_pretrain.py --model "$MODEL" --data_path "$split" --device cpu \
             --input_size "$INPUT_SIZE" --epochs "$EPOCHS" --warmup_epochs 1 --batch_size 32 --lr 5e-4 \
-            --num_workers "$WORKERS" --pin_mem false --despeckle true --subtract_background true --background_mode adaptive --frame_cache true \
+            --num_workers "$WORKERS" --pin_mem false "${RHEED_FRAME_INPUT[@]}" \
             --output_dir "$train" --log_dir "$train/tensorboard" $EXTRA_ARGS
     else
         env DATA="$split" OUTPUT="$train" EPOCHS="$EPOCHS" INPUT_SIZE="$INPUT_SIZE" GPUS="$GPUS" \

@@ -18,6 +18,8 @@
 # virtualenv and pip), VENV (.venv).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/launcher_common.sh
+source scripts/launcher_common.sh
 
 QUICK_OUT="${QUICK_OUT:-outputs/quickstart}"
 QUICK_SCALE="${QUICK_SCALE:-0.1}"
@@ -85,7 +87,7 @@ step "4/6 FCMAE pre-training of convnextv2_atto on $split/train -> $pre"
 # batch 32 would be 1.9e-5, too little to learn anything in 10 epochs
 run "$PY" main_pretrain.py --model convnextv2_atto --data_path "$split" --device cpu \
     --input_size "$QUICK_SIZE" --epochs "$QUICK_EPOCHS_PRE" --warmup_epochs 1 --lr 5e-4 \
-    --batch_size "$QUICK_BATCH" --num_workers "$QUICK_WORKERS" --pin_mem false --despeckle true --subtract_background true --background_mode adaptive --frame_cache true \
+    --batch_size "$QUICK_BATCH" --num_workers "$QUICK_WORKERS" --pin_mem false "${RHEED_FRAME_INPUT[@]}" \
     --output_dir "$pre" --log_dir "$pre/tensorboard"
 pre_ckpt="$(ls "$pre"/checkpoint-*.pth | grep -E 'checkpoint-[0-9]+\.pth$' | sort -t- -k2 -n | tail -1)"
 echo "pre-trained checkpoint: $pre_ckpt"

@@ -70,7 +70,7 @@ cmd=("$PYTHON" main_pretrain.py --device cpu
     --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
     --epochs "$EPOCHS" --warmup_epochs "$WARMUP_EPOCHS" --batch_size "$BATCH" --lr "$LR"
     --input_size "$INPUT_SIZE" --mask_ratio 0.6 --weight_decay 0.05
-    --despeckle true --subtract_background true --background_mode adaptive --frame_cache true
+    "${RHEED_FRAME_INPUT[@]}"
     --save_ckpt_freq 20 --num_workers "$NUM_WORKERS" --pin_mem false)
 if [ -n "$UNLABELED" ]; then cmd+=(--unlabeled_data_path "$UNLABELED"); fi
 # shellcheck disable=SC2206  # EXTRA_ARGS is split on spaces on purpose

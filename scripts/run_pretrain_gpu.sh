@@ -39,7 +39,7 @@ cmd=(torchrun --standalone --nproc_per_node="$GPUS" main_pretrain.py
     --model "$MODEL" --data_path "$DATA"
     --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
     --epochs "$EPOCHS" --warmup_epochs 40 --batch_size "$BATCH" --blr "$BLR" --input_size "$INPUT_SIZE"
-    --mask_ratio 0.6 --weight_decay 0.05 --despeckle true --subtract_background true --background_mode adaptive --frame_cache true
+    --mask_ratio 0.6 --weight_decay 0.05 "${RHEED_FRAME_INPUT[@]}"
     --num_workers "$NUM_WORKERS")
 if [ -n "$UNLABELED" ]; then cmd+=(--unlabeled_data_path "$UNLABELED"); fi
 # shellcheck disable=SC2206  # EXTRA_ARGS is split on spaces on purpose
