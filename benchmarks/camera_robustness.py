@@ -1,7 +1,7 @@
 """How much a classifier's decisions depend on the camera: the labelled frames of a folder are re-recorded the
 ways real RHEED recordings differ (green phosphor in colour, camera upside down, burned-in time stamp, high gain
-that saturates the pattern, another response curve, 12-bit data, a square sensor, lossy compression, hot pixels,
-a lens that darkens the corners, a camera aimed off the screen centre sideways or lower), written as
+that saturates the pattern, another response curve, 12-bit data, a square or a 16:9 sensor, lossy compression,
+hot pixels, a lens that darkens the corners, a camera aimed off the screen centre sideways or lower), written as
 files and classified through the same loader and preprocessing as scripts/predict.py. Each change starts from
 the 8-bit frame the project's default loader makes of the original (12/16-bit frames: percentile scaling).
 
@@ -41,11 +41,13 @@ def time_stamp(gray: np.ndarray) -> np.ndarray:
     return np.asarray(image, dtype=np.float32)
 
 
-def square_sensor(gray: np.ndarray) -> np.ndarray:
-    """The frame centred on a square sensor of its width, black above and below."""
+def on_sensor(gray: np.ndarray, aspect: float) -> np.ndarray:
+    """The frame centred on a sensor of width/height `aspect` that it just fits, black around it (aspect 1: a
+    square sensor of the frame's width, black above and below; 16/9: a wide sensor, black left and right)."""
     h, w = gray.shape
-    top = max(0, (w - h) // 2)
-    return np.pad(gray, ((top, max(0, w - h - top)), (0, 0)))
+    height, width = max(h, round(w / aspect)), max(w, round(h * aspect))
+    top, left = (height - h) // 2, (width - w) // 2
+    return np.pad(gray, ((top, height - h - top), (left, width - w - left)))
 
 
 def hot_pixels(gray: np.ndarray) -> np.ndarray:
@@ -87,7 +89,8 @@ CHANGES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "gamma0.7": ("png", lambda g: 255 * (g / 255) ** 0.7),
     "gamma0.5": ("png", lambda g: 255 * (g / 255) ** 0.5),
     "12bit": ("png16", lambda g: 16 * g),
-    "square_sensor": ("png", square_sensor),
+    "square_sensor": ("png", lambda g: on_sensor(g, 1.0)),
+    "wide_sensor": ("png", lambda g: on_sensor(g, 16 / 9)),
     "jpeg70": ("jpeg70", lambda g: g),
     "jpeg30": ("jpeg30", lambda g: g),
     "hot_pixels": ("png", hot_pixels),

@@ -43,8 +43,9 @@ class RandomCropKeepingAspect:
     and the rest is zero - the background after --subtract_background - so the pattern appears smaller than
     in the whole-frame evaluation view."""
 
-    def __init__(self, size: int, scale: tuple = (0.5, 1.0), ratio_spread: float = 1.25, shift: float = 0.0):
-        self.size, self.scale, self.spread, self.shift = size, tuple(scale), ratio_spread, shift
+    def __init__(self, size: int, scale: tuple = (0.5, 1.0), ratio_spread: float = 1.25, shift: float = 0.0,
+                 square: bool = False):
+        self.size, self.scale, self.spread, self.shift, self.square = size, tuple(scale), ratio_spread, shift, square
 
     def window(self, width: int, height: int, ratio: tuple) -> tuple:
         """(top, left, h, w) of a window of area scale x the frame's, log-uniform aspect ratio in `ratio`; a side
@@ -59,6 +60,12 @@ class RandomCropKeepingAspect:
         return top, left, h, w
 
     def __call__(self, img: Image.Image) -> Image.Image:
+        if self.square:     # windows of a zero-padded square canvas centred on the frame (see PadToSquare)
+            side = max(img.width, img.height)
+            top, left, h, w = self.window(side, side, (1 / self.spread, self.spread))
+            top, left = top - (side - img.height) // 2, left - (side - img.width) // 2
+            return TF.resized_crop(img, top, left, h, w, [self.size, self.size],
+                                   interpolation=transforms.InterpolationMode.BICUBIC, antialias=True)
         aspect = img.width / img.height
         ratio = (aspect / self.spread, aspect * self.spread)
         if self.scale[1] > 1 or self.shift > 0:
@@ -67,6 +74,24 @@ class RandomCropKeepingAspect:
             top, left, h, w = transforms.RandomResizedCrop.get_params(img, self.scale, ratio)
         return TF.resized_crop(img, top, left, h, w, [self.size, self.size],
                                interpolation=transforms.InterpolationMode.BICUBIC, antialias=True)
+
+
+class PadToSquare:
+    """The frame centred on a square of its longer side, zero around it (the background after
+    --subtract_background). Resized to the square network input afterwards, the pattern keeps its proportions:
+    a 4:3 camera and a square sensor then give the same view, where stretching the whole frame to a square
+    would squash a 4:3 frame's pattern by 3/4 horizontally relative to a square one's."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        side = max(img.width, img.height)
+        if img.width == img.height:
+            return img
+        out = Image.new(img.mode, (side, side))
+        out.paste(img, ((side - img.width) // 2, (side - img.height) // 2))
+        return out
 
 
 class RandomGamma:
@@ -294,12 +319,13 @@ def whole_frame_steps(despeckle: bool, background: bool, background_mode: str = 
 
 def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0), background: bool = False,
                           background_mode: str = 'global', camera: bool = False,
-                          despeckle: bool = False, crop_shift: float = 0.0) -> transforms.Compose:
+                          despeckle: bool = False, crop_shift: float = 0.0,
+                          pad_square: bool = False) -> transforms.Compose:
     rotate = transforms.RandomRotation(5, interpolation=transforms.InterpolationMode.BILINEAR)
     return transforms.Compose([
         *([RandomCamera()] if camera else []),
         *whole_frame_steps(despeckle, background, background_mode),
-        RandomCropKeepingAspect(input_size, scale=crop_scale, shift=crop_shift),
+        RandomCropKeepingAspect(input_size, scale=crop_scale, shift=crop_shift, square=pad_square),
         transforms.RandomHorizontalFlip(),
         transforms.RandomVerticalFlip(),
         transforms.RandomApply([rotate], p=0.3),
@@ -313,11 +339,13 @@ def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0), bac
 
 
 def rheed_eval_transform(input_size: int, mean, std, background: bool = False,
-                         background_mode: str = 'global', despeckle: bool = False) -> transforms.Compose:
+                         background_mode: str = 'global', despeckle: bool = False,
+                         pad_square: bool = False) -> transforms.Compose:
     if background:
         mean, std = BACKGROUND_MEAN, BACKGROUND_STD
     return transforms.Compose([
         *whole_frame_steps(despeckle, background, background_mode),
+        *([PadToSquare()] if pad_square else []),
         transforms.Resize((input_size, input_size), interpolation=transforms.InterpolationMode.BICUBIC,
                           antialias=True),
         transforms.ToTensor(),

@@ -279,7 +279,52 @@ def test_random_camera_changes_two_thirds_of_the_frames_and_comes_first():
     assert datasets.build_transform(True, args)(frame).shape == (3, 64, 64)   # drawn from `random` without rng
 
 
-@pytest.mark.parametrize("flag", ["camera_aug", "despeckle"])
+def test_pad_square_gives_a_4_3_frame_and_a_square_sensor_the_same_view():
+    frame = streak_frame()                                  # 160 x 120, streaks at x = 40, 80, 120
+    padded = augment.PadToSquare()(frame)
+    assert padded.size == (160, 160)
+    x = np.asarray(padded)[..., 0]
+    assert (x[:20] == 0).all() and (x[140:] == 0).all() and np.array_equal(x[20:140], np.asarray(frame)[..., 0])
+    assert augment.PadToSquare()(padded) is padded
+    # the same frame recorded on a square sensor (black above and below): same evaluation input with the padding,
+    # a differently squashed one without it
+    square = Image.fromarray(np.pad(np.asarray(frame)[..., 0], ((20, 20), (0, 0)))).convert('RGB')
+    args = args_for('rheed', background=True)
+    stretched = datasets.build_transform(False, args)
+    assert float((stretched(frame) - stretched(square)).abs().mean()) > 0.02
+    args.pad_square = True
+    evaluate = datasets.build_transform(False, args)
+    assert isinstance(evaluate.transforms[1], augment.PadToSquare)
+    assert float((evaluate(frame) - evaluate(square)).abs().mean()) < 0.005
+    # the streaks keep their length: 90 of 120 rows of the frame are 90 / 160 of the padded input's height
+    column = evaluate(frame)[0][:, 32]
+    lit = int((column > 0.5 * column.max()).sum())
+    assert abs(lit - 64 * 90 / 160) <= 3
+
+
+def test_pad_square_training_windows_come_from_the_padded_square():
+    frame = Image.new('RGB', (160, 120), (200, 200, 200))
+    crop = augment.RandomCropKeepingAspect(64, scale=(1.0, 1.0), ratio_spread=1.0, square=True)
+    x = np.asarray(crop(frame))[..., 0]     # the whole 160 x 160 square: 120 / 160 of the rows lit
+    assert x.shape == (64, 64) and abs((x[:, 32] > 100).sum() - 48) <= 1 and (x[32] > 100).all()
+    args = args_for('rheed', background=True)
+    args.pad_square, args.crop_shift = True, 0.2
+    window = datasets.build_transform(True, args).transforms[1]
+    assert window.square and window.shift == 0.2
+    # a whole-square window moved by up to 20 % of the side: the frame keeps its scale (48 rows unless the edge
+    # of the window cuts it), its place varies
+    shifted = augment.RandomCropKeepingAspect(64, scale=(1.0, 1.0), ratio_spread=1.0, shift=0.2, square=True)
+    torch.manual_seed(0)
+    heights, first_rows = [], []
+    for _ in range(50):
+        rows = np.flatnonzero(np.asarray(shifted(frame))[:, 32, 0] > 100)
+        heights.append(len(rows))
+        first_rows.append(rows[0])
+    assert max(heights) <= 49 and np.mean(np.abs(np.array(heights) - 48) <= 1) > 0.5
+    assert max(first_rows) - min(first_rows) > 15
+
+
+@pytest.mark.parametrize("flag", ["camera_aug", "despeckle", "pad_square"])
 def test_camera_aug_and_despeckle_need_rheed_mode(tmp_path, tiny_split, flag):
     from conftest import run_cli
     proc = run_cli(["main_finetune.py", "--data_set", "RHEED", "--data_path", tiny_split, "--device", "cpu",
