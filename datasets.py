@@ -191,13 +191,13 @@ def build_transform(is_train: bool, args):
         background = getattr(args, 'subtract_background', False)
         mode = getattr(args, 'background_mode', 'global')
         despeckle = getattr(args, 'despeckle', False)
-        pad_square = getattr(args, 'pad_square', False)
+        pad_aspect = getattr(args, 'pad_aspect', 0.0)
         if is_train:
             return augment.rheed_train_transform(args.input_size, mean, std, tuple(args.crop_scale), background, mode,
                                                  camera=getattr(args, 'camera_aug', False), despeckle=despeckle,
-                                                 crop_shift=getattr(args, 'crop_shift', 0.0), pad_square=pad_square)
+                                                 crop_shift=getattr(args, 'crop_shift', 0.0), pad_aspect=pad_aspect)
         size = eval_input_size(args.input_size, getattr(args, 'tta_scales', None))
-        return augment.rheed_eval_transform(size, mean, std, background, mode, despeckle, pad_square)
+        return augment.rheed_eval_transform(size, mean, std, background, mode, despeckle, pad_aspect)
 
     if is_train:
         transform = create_transform(

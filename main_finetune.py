@@ -177,10 +177,10 @@ def get_args_parser():
     parser.add_argument('--crop_shift', default=0.0, type=float,
                         help='--aug_mode rheed: the training window may reach this share of the frame width/height '
                              'past the frame edges (zero outside), so patterns are also seen off-centre; default 0')
-    parser.add_argument('--pad_square', type=str2bool, default=False,
-                        help='--aug_mode rheed: see each frame centred on a zero-padded square before it is resized '
-                             'to the square input, so the pattern keeps its proportions whatever the sensor shape '
-                             '(training windows are taken from that square); stored in the checkpoint')
+    parser.add_argument('--pad_aspect', type=train_args.aspect_ratio, default=0.0, metavar='W:H',
+                        help='--aug_mode rheed: pad every frame with zeros to this aspect ratio (e.g. 4:3) before it '
+                             'is squashed to the square input, so a pattern keeps the same proportions on any sensor '
+                             'shape; training windows come from the padded frame; stored in the checkpoint (default: off)')
     parser.add_argument('--class_weights', default='none', type=str,
                         help='per-class loss weights: none, auto (inverse class frequency, mean 1), effective '
                              '(effective number of samples, mean 1) or a comma-separated list, one per class')
@@ -274,9 +274,11 @@ def check_args(args):
                         f"(where MAX > 1 zooms out)")
     if args.crop_shift and (args.aug_mode != 'rheed' or not 0 < args.crop_shift < 0.5):
         raise UserError(f"--crop_shift {args.crop_shift}: needs --aug_mode rheed and a share between 0 and 0.5")
-    for flag in ('camera_aug', 'despeckle', 'pad_square'):
+    for flag in ('camera_aug', 'despeckle'):
         if getattr(args, flag) and args.aug_mode != 'rheed':
             raise UserError(f"--{flag} true needs --aug_mode rheed")
+    if args.pad_aspect and args.aug_mode != 'rheed':
+        raise UserError("--pad_aspect needs --aug_mode rheed")
     if args.tta_scales and (args.aug_mode != 'rheed' or min(args.tta_scales) <= 0):
         raise UserError(f"--tta_scales {' '.join(map(str, args.tta_scales))}: needs --aug_mode rheed and scales above 0")
     check_crop_box(args.frame_crop)

@@ -1,9 +1,10 @@
 """How much a classifier's decisions depend on the camera: the labelled frames of a folder are re-recorded the
 ways real RHEED recordings differ (green phosphor in colour, camera upside down, burned-in time stamp, high gain
-that saturates the pattern, another response curve, 12-bit data, a square or a 16:9 sensor, lossy compression,
-hot pixels, a lens that darkens the corners, a camera aimed off the screen centre sideways or lower), written as
-files and classified through the same loader and preprocessing as scripts/predict.py. Each change starts from
-the 8-bit frame the project's default loader makes of the original (12/16-bit frames: percentile scaling).
+that saturates the pattern, another response curve, 12-bit data, a square or a 16:9 sensor around the frame, a
+square sensor the screen fills, lossy compression, hot pixels, a lens that darkens the corners, a camera aimed off
+the screen centre sideways or lower), written as files and classified through the same loader and preprocessing
+as scripts/predict.py. Each change starts from the 8-bit frame the project's default loader makes of the original
+(12/16-bit frames: percentile scaling).
 
 Nothing is learned here: a change that flips many decisions marks a camera difference the model was not trained
 to ignore. The pattern and the label of every frame stay the same.
@@ -50,6 +51,14 @@ def on_sensor(gray: np.ndarray, aspect: float) -> np.ndarray:
     return np.pad(gray, ((top, height - h - top), (left, width - w - left)))
 
 
+def square_crop(gray: np.ndarray) -> np.ndarray:
+    """The middle of the frame on a square sensor of its height, the sides cut off: a square camera that the
+    screen fills (same pattern scale, no black border)."""
+    h, w = gray.shape
+    left = max(0, (w - h) // 2)
+    return gray[:, left:left + min(h, w)]
+
+
 def hot_pixels(gray: np.ndarray) -> np.ndarray:
     """0.05 % of the pixels stuck bright (128-255), at places fixed by the frame size as a sensor's defects are."""
     h, w = gray.shape
@@ -91,6 +100,7 @@ CHANGES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "12bit": ("png16", lambda g: 16 * g),
     "square_sensor": ("png", lambda g: on_sensor(g, 1.0)),
     "wide_sensor": ("png", lambda g: on_sensor(g, 16 / 9)),
+    "square_crop": ("png", square_crop),
     "jpeg70": ("jpeg70", lambda g: g),
     "jpeg30": ("jpeg30", lambda g: g),
     "hot_pixels": ("png", hot_pixels),

@@ -21,7 +21,9 @@ With `--despeckle` (training and evaluation alike) every pixel is clipped to its
 background subtraction: stuck (hot) pixels of the camera would otherwise survive it as sharp "spots" (Despeckle).
 
 No colour operation: the three channels stay identical. Evaluation resizes the whole frame to a square
-(no centre crop that could cut off the pattern).
+(no centre crop that could cut off the pattern). With `--pad_aspect` every frame is first padded to one aspect
+ratio (PadToAspect) and training windows come from the padded frame, so the squash to a square is the same for
+every sensor shape.
 """
 from __future__ import annotations
 
@@ -41,11 +43,13 @@ class RandomCropKeepingAspect:
 
     A scale above 1 lets the window be larger than the frame (zoom out): the frame then lies inside the window
     and the rest is zero - the background after --subtract_background - so the pattern appears smaller than
-    in the whole-frame evaluation view."""
+    in the whole-frame evaluation view. With `canvas_aspect` a frame of another aspect ratio is treated as padded to
+    it (PadToAspect, as evaluation does) and the windows, of about that aspect, are drawn from the padded frame."""
 
     def __init__(self, size: int, scale: tuple = (0.5, 1.0), ratio_spread: float = 1.25, shift: float = 0.0,
-                 square: bool = False):
-        self.size, self.scale, self.spread, self.shift, self.square = size, tuple(scale), ratio_spread, shift, square
+                 canvas_aspect: float = 0.0):
+        self.size, self.scale, self.spread, self.shift = size, tuple(scale), ratio_spread, shift
+        self.canvas_aspect = canvas_aspect
 
     def window(self, width: int, height: int, ratio: tuple) -> tuple:
         """(top, left, h, w) of a window of area scale x the frame's, log-uniform aspect ratio in `ratio`; a side
@@ -60,10 +64,11 @@ class RandomCropKeepingAspect:
         return top, left, h, w
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        if self.square:     # windows of a zero-padded square canvas centred on the frame (see PadToSquare)
-            side = max(img.width, img.height)
-            top, left, h, w = self.window(side, side, (1 / self.spread, self.spread))
-            top, left = top - (side - img.height) // 2, left - (side - img.width) // 2
+        width, height = padded_size(img.width, img.height, self.canvas_aspect) if self.canvas_aspect else img.size
+        if (width, height) != img.size:     # windows of the frame padded to that aspect (PadToAspect), centred on it
+            ratio = (self.canvas_aspect / self.spread, self.canvas_aspect * self.spread)
+            top, left, h, w = self.window(width, height, ratio)
+            top, left = top - (height - img.height) // 2, left - (width - img.width) // 2
             return TF.resized_crop(img, top, left, h, w, [self.size, self.size],
                                    interpolation=transforms.InterpolationMode.BICUBIC, antialias=True)
         aspect = img.width / img.height
@@ -76,21 +81,30 @@ class RandomCropKeepingAspect:
                                interpolation=transforms.InterpolationMode.BICUBIC, antialias=True)
 
 
-class PadToSquare:
-    """The frame centred on a square of its longer side, zero around it (the background after
-    --subtract_background). Resized to the square network input afterwards, the pattern keeps its proportions:
-    a 4:3 camera and a square sensor then give the same view, where stretching the whole frame to a square
-    would squash a 4:3 frame's pattern by 3/4 horizontally relative to a square one's."""
+def padded_size(width: int, height: int, aspect: float) -> tuple[int, int]:
+    """(width, height) of the smallest frame of width/height `aspect` that contains a width x height frame."""
+    return max(width, round(height * aspect)), max(height, round(width / aspect))
+
+
+class PadToAspect:
+    """The frame centred on the smallest canvas of width/height `aspect` that holds it, zero around it (the
+    background after --subtract_background). The square network input then squashes every frame the same way,
+    so a pattern keeps the proportions it has on a camera of that aspect: a square or 5:4 sensor gets black
+    columns, a 16:9 one black rows, a frame of that aspect is unchanged. Without it a 4:3 frame's pattern is
+    squashed 3/4 horizontally relative to the same pattern on a square sensor (docs/EXPERIMENTS.md section 44)."""
+
+    def __init__(self, aspect: float):
+        self.aspect = aspect
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        return f"{type(self).__name__}(aspect={self.aspect:.4f})"
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        side = max(img.width, img.height)
-        if img.width == img.height:
+        width, height = padded_size(img.width, img.height, self.aspect)
+        if (width, height) == img.size:
             return img
-        out = Image.new(img.mode, (side, side))
-        out.paste(img, ((side - img.width) // 2, (side - img.height) // 2))
+        out = Image.new(img.mode, (width, height))
+        out.paste(img, ((width - img.width) // 2, (height - img.height) // 2))
         return out
 
 
@@ -320,12 +334,12 @@ def whole_frame_steps(despeckle: bool, background: bool, background_mode: str = 
 def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0), background: bool = False,
                           background_mode: str = 'global', camera: bool = False,
                           despeckle: bool = False, crop_shift: float = 0.0,
-                          pad_square: bool = False) -> transforms.Compose:
+                          pad_aspect: float = 0.0) -> transforms.Compose:
     rotate = transforms.RandomRotation(5, interpolation=transforms.InterpolationMode.BILINEAR)
     return transforms.Compose([
         *([RandomCamera()] if camera else []),
         *whole_frame_steps(despeckle, background, background_mode),
-        RandomCropKeepingAspect(input_size, scale=crop_scale, shift=crop_shift, square=pad_square),
+        RandomCropKeepingAspect(input_size, scale=crop_scale, shift=crop_shift, canvas_aspect=pad_aspect),
         transforms.RandomHorizontalFlip(),
         transforms.RandomVerticalFlip(),
         transforms.RandomApply([rotate], p=0.3),
@@ -340,12 +354,12 @@ def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0), bac
 
 def rheed_eval_transform(input_size: int, mean, std, background: bool = False,
                          background_mode: str = 'global', despeckle: bool = False,
-                         pad_square: bool = False) -> transforms.Compose:
+                         pad_aspect: float = 0.0) -> transforms.Compose:
     if background:
         mean, std = BACKGROUND_MEAN, BACKGROUND_STD
     return transforms.Compose([
         *whole_frame_steps(despeckle, background, background_mode),
-        *([PadToSquare()] if pad_square else []),
+        *([PadToAspect(pad_aspect)] if pad_aspect else []),
         transforms.Resize((input_size, input_size), interpolation=transforms.InterpolationMode.BICUBIC,
                           antialias=True),
         transforms.ToTensor(),

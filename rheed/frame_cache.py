@@ -165,11 +165,11 @@ def cached_pipeline(files: Sequence[str], loader: Callable[[str], Image.Image], 
     scripts/predict.py sees. `run_on_main(fn)` runs fn once per machine (utils.on_main_process)."""
     from torchvision import transforms as T
 
-    from rheed.augment import Despeckle, PadToSquare, RandomCamera, SubtractBackground
+    from rheed.augment import Despeckle, PadToAspect, RandomCamera, SubtractBackground
     steps = list(getattr(transform, 'transforms', []))
     camera = steps.pop(0) if steps and isinstance(steps[0], RandomCamera) else None
     n_fixed = 0
-    while n_fixed < len(steps) and isinstance(steps[n_fixed], (Despeckle, SubtractBackground, PadToSquare, T.Resize,
+    while n_fixed < len(steps) and isinstance(steps[n_fixed], (Despeckle, SubtractBackground, PadToAspect, T.Resize,
                                                                    T.CenterCrop)):
         n_fixed += 1
     preprocess = None

@@ -6,6 +6,17 @@ from rheed.imageio import SCALING_MODES
 from utils import str2bool
 
 
+def aspect_ratio(text: str) -> float:
+    """argparse type: an aspect ratio written W:H (4:3) or as a number (1.333); 0 means off."""
+    try:
+        value = float(text) if ':' not in text else float(text.split(':')[0]) / float(text.split(':')[1])
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an aspect ratio such as 4:3") from None
+    if value < 0 or value != value or value == float('inf'):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an aspect ratio such as 4:3")
+    return value
+
+
 def add_frame_args(parser: argparse.ArgumentParser) -> None:
     """How frames are read: bit depth, unreadable files, background subtraction and the frame cache."""
     parser.add_argument('--bit_scaling', default='percentile', choices=list(SCALING_MODES),

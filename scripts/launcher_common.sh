@@ -13,10 +13,11 @@ RHEED_FRAME_INPUT=(--despeckle true --subtract_background true --background_mode
 # size of the pattern on the screen, which differs between chambers, is not a cue;
 # section 36) that may reach 20 % past the frame edges (a pattern off the screen
 # centre; section 43), RHEED augmentations, the frame input above, each frame also
-# stored as two random cameras record it (gain, gamma, JPEG; section 34), frozen stem
-# bias, full-scale head init; evaluation and predict.py average the input size and
-# 1.125x of it (section 35).
-RHEED_FINETUNE_INPUT=(--crop_scale 0.5 2.0 --crop_shift 0.2 --aug_mode rheed "${RHEED_FRAME_INPUT[@]}"
+# stored as two random cameras record it (gain, gamma, JPEG; section 34), every frame
+# padded to 4:3 before it is squashed to the square input, so a square or 16:9 sensor
+# does not distort the pattern (section 44), frozen stem bias, full-scale head init;
+# evaluation and predict.py average the input size and 1.125x of it (section 35).
+RHEED_FINETUNE_INPUT=(--crop_scale 0.5 2.0 --crop_shift 0.2 --pad_aspect 4:3 --aug_mode rheed "${RHEED_FRAME_INPUT[@]}"
     --camera_aug true --train_stem_bias false --head_init_scale 1.0 --tta_scales 1 1.125)
 
 # Stops (or, with DRY_RUN=1, warns) when FINETUNE names a missing file.

@@ -279,52 +279,82 @@ def test_random_camera_changes_two_thirds_of_the_frames_and_comes_first():
     assert datasets.build_transform(True, args)(frame).shape == (3, 64, 64)   # drawn from `random` without rng
 
 
-def test_pad_square_gives_a_4_3_frame_and_a_square_sensor_the_same_view():
-    frame = streak_frame()                                  # 160 x 120, streaks at x = 40, 80, 120
-    padded = augment.PadToSquare()(frame)
-    assert padded.size == (160, 160)
-    x = np.asarray(padded)[..., 0]
+def test_pad_aspect_gives_every_sensor_shape_the_same_proportions():
+    frame = streak_frame()                                  # 160 x 120 (4:3), streaks at x = 40, 80, 120
+    pad = augment.PadToAspect(4 / 3)
+    assert pad(frame) is frame                              # a frame of that aspect is unchanged
+    square = augment.PadToAspect(1.0)(frame)
+    assert square.size == (160, 160)
+    x = np.asarray(square)[..., 0]
     assert (x[:20] == 0).all() and (x[140:] == 0).all() and np.array_equal(x[20:140], np.asarray(frame)[..., 0])
-    assert augment.PadToSquare()(padded) is padded
-    # the same frame recorded on a square sensor (black above and below): same evaluation input with the padding,
-    # a differently squashed one without it
-    square = Image.fromarray(np.pad(np.asarray(frame)[..., 0], ((20, 20), (0, 0)))).convert('RGB')
+    assert augment.padded_size(160, 160, 4 / 3) == (213, 160) and augment.padded_size(192, 108, 4 / 3) == (192, 144)
+    # the frame recorded on a square sensor (black above and below) and on a 16:9 one (black left and right)
+    gray = np.asarray(frame)[..., 0]
+    on_square = Image.fromarray(np.pad(gray, ((20, 20), (0, 0)))).convert('RGB')
+    on_wide = Image.fromarray(np.pad(gray, ((0, 0), (27, 26)))).convert('RGB')
     args = args_for('rheed', background=True)
-    stretched = datasets.build_transform(False, args)
-    assert float((stretched(frame) - stretched(square)).abs().mean()) > 0.02
-    args.pad_square = True
+    squashed = datasets.build_transform(False, args)
+    assert float((squashed(frame) - squashed(on_square)).abs().mean()) > 0.02
+    args.pad_aspect = 4 / 3
     evaluate = datasets.build_transform(False, args)
-    assert isinstance(evaluate.transforms[1], augment.PadToSquare)
-    assert float((evaluate(frame) - evaluate(square)).abs().mean()) < 0.005
-    # the streaks keep their length: 90 of 120 rows of the frame are 90 / 160 of the padded input's height
-    column = evaluate(frame)[0][:, 32]
-    lit = int((column > 0.5 * column.max()).sum())
-    assert abs(lit - 64 * 90 / 160) <= 3
+    assert isinstance(evaluate.transforms[1], augment.PadToAspect)
+    torch.testing.assert_close(evaluate(frame), squashed(frame), rtol=0, atol=0)   # 4:3 frames: as before
+    for other in (on_square, on_wide):
+        x = evaluate(other)
+        # the same streaks at 3/4 of the size: streak length / frame height and streak spacing / frame width kept
+        column, profile = x[0][:, 32], x[0].mean(dim=0)
+        lit_rows = int((column > 0.5 * column.max()).sum())
+        assert abs(lit_rows - 0.75 * 64 * 90 / 120) <= 3
+        peaks = [i for i in range(1, 63) if profile[i] > profile[i - 1] and profile[i] >= profile[i + 1]
+                 and profile[i] > 0.5 * profile.max()]
+        assert len(peaks) == 3 and abs((peaks[2] - peaks[0]) - 0.75 * 64 * 80 / 160) <= 2
 
 
-def test_pad_square_training_windows_come_from_the_padded_square():
-    frame = Image.new('RGB', (160, 120), (200, 200, 200))
-    crop = augment.RandomCropKeepingAspect(64, scale=(1.0, 1.0), ratio_spread=1.0, square=True)
-    x = np.asarray(crop(frame))[..., 0]     # the whole 160 x 160 square: 120 / 160 of the rows lit
-    assert x.shape == (64, 64) and abs((x[:, 32] > 100).sum() - 48) <= 1 and (x[32] > 100).all()
+def test_pad_aspect_training_windows_come_from_the_padded_frame():
+    frame = Image.new('RGB', (160, 160), (200, 200, 200))   # a square sensor, padded to 4:3: 213 x 160
+    crop = augment.RandomCropKeepingAspect(64, scale=(1.0, 1.0), ratio_spread=1.0, canvas_aspect=4 / 3)
+    x = np.asarray(crop(frame))[..., 0]
+    assert x.shape == (64, 64) and abs((x[32] > 100).sum() - 64 * 160 / 213) <= 1 and (x[:, 32] > 100).all()
     args = args_for('rheed', background=True)
-    args.pad_square, args.crop_shift = True, 0.2
+    args.pad_aspect, args.crop_shift = 4 / 3, 0.2
     window = datasets.build_transform(True, args).transforms[1]
-    assert window.square and window.shift == 0.2
-    # a whole-square window moved by up to 20 % of the side: the frame keeps its scale (48 rows unless the edge
-    # of the window cuts it), its place varies
-    shifted = augment.RandomCropKeepingAspect(64, scale=(1.0, 1.0), ratio_spread=1.0, shift=0.2, square=True)
+    assert window.canvas_aspect == 4 / 3 and window.shift == 0.2
+    # a whole-canvas window moved by up to 20 % of its side: the frame keeps its scale (48 columns unless the
+    # window's edge cuts it), its place varies
+    shifted = augment.RandomCropKeepingAspect(64, scale=(1.0, 1.0), ratio_spread=1.0, shift=0.2, canvas_aspect=4 / 3)
     torch.manual_seed(0)
-    heights, first_rows = [], []
+    widths, first_columns = [], []
     for _ in range(50):
-        rows = np.flatnonzero(np.asarray(shifted(frame))[:, 32, 0] > 100)
-        heights.append(len(rows))
-        first_rows.append(rows[0])
-    assert max(heights) <= 49 and np.mean(np.abs(np.array(heights) - 48) <= 1) > 0.5
-    assert max(first_rows) - min(first_rows) > 15
+        columns = np.flatnonzero(np.asarray(shifted(frame))[32, :, 0] > 100)
+        widths.append(len(columns))
+        first_columns.append(columns[0])
+    assert max(widths) <= 49 and np.mean(np.abs(np.array(widths) - 48) <= 1) > 0.5
+    assert max(first_columns) - min(first_columns) > 15
+    # a frame that needs no padding gets the same windows as without it (same random draws), also when its aspect
+    # is 4:3 only after rounding (a 656 x 492 frame cached at 341 x 256)
+    for streaks in (streak_frame(), streak_frame(341, 256)):
+        torch.manual_seed(3)
+        plain = [np.asarray(augment.RandomCropKeepingAspect(64, (0.5, 2.0), shift=0.2)(streaks)) for _ in range(20)]
+        torch.manual_seed(3)
+        padded = [np.asarray(augment.RandomCropKeepingAspect(64, (0.5, 2.0), shift=0.2, canvas_aspect=4 / 3)(streaks))
+                  for _ in range(20)]
+        assert all(np.array_equal(a, b) for a, b in zip(plain, padded))
 
 
-@pytest.mark.parametrize("flag", ["camera_aug", "despeckle", "pad_square"])
+def test_pad_aspect_checks(tmp_path, tiny_split):
+    from conftest import run_cli
+    from rheed.train_args import aspect_ratio
+    assert aspect_ratio("4:3") == 4 / 3 and aspect_ratio("1.5") == 1.5 and aspect_ratio("0") == 0.0
+    for bad in ("4:0", "wide", "-1", "inf"):
+        with pytest.raises(argparse.ArgumentTypeError, match="is not an aspect ratio such as 4:3"):
+            aspect_ratio(bad)
+    proc = run_cli(["main_finetune.py", "--data_set", "RHEED", "--data_path", tiny_split, "--device", "cpu",
+                    "--pad_aspect", "4:3", "--output_dir", tmp_path / "out"], timeout=120)
+    assert proc.returncode != 0 and proc.stderr.strip() == "error: --pad_aspect needs --aug_mode rheed"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag", ["camera_aug", "despeckle"])
 def test_camera_aug_and_despeckle_need_rheed_mode(tmp_path, tiny_split, flag):
     from conftest import run_cli
     proc = run_cli(["main_finetune.py", "--data_set", "RHEED", "--data_path", tiny_split, "--device", "cpu",

@@ -42,6 +42,7 @@ def test_re_recording_changes_only_the_camera(tmp_path):
     assert square.shape == (80, 80) and np.array_equal(square[10:70], g) and square[:10].max() == 0
     wide = gray(files["wide_sensor"])      # 60 rows x 107 columns (16:9), the frame in columns 13-92
     assert wide.shape == (60, 107) and np.array_equal(wide[:, 13:93], g) and wide[:, :13].max() == 0
+    assert np.array_equal(gray(files["square_crop"]), g[:, 10:70])
     jpeg = gray(files["jpeg30"])
     assert files["jpeg30"].suffix == ".jpg" and 0 < np.abs(jpeg - g).mean() < 10
     stamped = gray(files["time_stamp"])

@@ -47,12 +47,12 @@ def seeded_tensors(dataset):
     return tensors(dataset)
 
 
-@pytest.mark.parametrize("pad_square", [False, True])
-def test_cached_frames_give_the_same_tensors(split, tmp_path, pad_square):
+@pytest.mark.parametrize("pad_aspect", [0.0, 4 / 3])
+def test_cached_frames_give_the_same_tensors(split, tmp_path, pad_aspect):
     for is_train in (False, True):
-        plain, _ = datasets.build_dataset(is_train, make_args(split, tmp_path / "a", pad_square=pad_square))
+        plain, _ = datasets.build_dataset(is_train, make_args(split, tmp_path / "a", pad_aspect=pad_aspect))
         cached, _ = datasets.build_dataset(is_train, make_args(split, tmp_path / "b", frame_cache=True,
-                                                               pad_square=pad_square))
+                                                               pad_aspect=pad_aspect))
         if is_train:  # random augmentation: the same seed on both sides
             a, b = seeded_tensors(plain), seeded_tensors(cached)
         else:
