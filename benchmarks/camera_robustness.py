@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from rheed.augment import padded_size  # noqa: E402
 from rheed.calibration import predict_with_threshold  # noqa: E402
 from rheed.imageio import IMAGE_EXTENSIONS, rheed_loader  # noqa: E402
 from rheed.inference import Classifier, load_classifier  # noqa: E402
@@ -46,7 +47,7 @@ def on_sensor(gray: np.ndarray, aspect: float) -> np.ndarray:
     """The frame centred on a sensor of width/height `aspect` that it just fits, black around it (aspect 1: a
     square sensor of the frame's width, black above and below; 16/9: a wide sensor, black left and right)."""
     h, w = gray.shape
-    height, width = max(h, round(w / aspect)), max(w, round(h * aspect))
+    width, height = padded_size(w, h, aspect)
     top, left = (height - h) // 2, (width - w) // 2
     return np.pad(gray, ((top, height - h - top), (left, width - w - left)))
 

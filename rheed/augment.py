@@ -65,16 +65,12 @@ class RandomCropKeepingAspect:
 
     def __call__(self, img: Image.Image) -> Image.Image:
         width, height = padded_size(img.width, img.height, self.canvas_aspect) if self.canvas_aspect else img.size
-        if (width, height) != img.size:     # windows of the frame padded to that aspect (PadToAspect), centred on it
-            ratio = (self.canvas_aspect / self.spread, self.canvas_aspect * self.spread)
-            top, left, h, w = self.window(width, height, ratio)
-            top, left = top - (height - img.height) // 2, left - (width - img.width) // 2
-            return TF.resized_crop(img, top, left, h, w, [self.size, self.size],
-                                   interpolation=transforms.InterpolationMode.BICUBIC, antialias=True)
-        aspect = img.width / img.height
+        padded = (width, height) != img.size
+        aspect = self.canvas_aspect if padded else img.width / img.height
         ratio = (aspect / self.spread, aspect * self.spread)
-        if self.scale[1] > 1 or self.shift > 0:
-            top, left, h, w = self.window(img.width, img.height, ratio)
+        if padded or self.scale[1] > 1 or self.shift > 0:
+            top, left, h, w = self.window(width, height, ratio)
+            top, left = top - (height - img.height) // 2, left - (width - img.width) // 2   # padding is centred
         else:   # torchvision's sampler (windows inside the frame), as before zoom-out existed
             top, left, h, w = transforms.RandomResizedCrop.get_params(img, self.scale, ratio)
         return TF.resized_crop(img, top, left, h, w, [self.size, self.size],
@@ -103,9 +99,8 @@ class PadToAspect:
         width, height = padded_size(img.width, img.height, self.aspect)
         if (width, height) == img.size:
             return img
-        out = Image.new(img.mode, (width, height))
-        out.paste(img, ((width - img.width) // 2, (height - img.height) // 2))
-        return out
+        left, top = (width - img.width) // 2, (height - img.height) // 2
+        return TF.pad(img, [left, top, width - img.width - left, height - img.height - top])
 
 
 class RandomGamma:

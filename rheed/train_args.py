@@ -1,5 +1,6 @@
 """Command-line options that main_pretrain.py and main_finetune.py add to upstream's, defined once."""
 import argparse
+import math
 
 from rheed.augment import BACKGROUND_MODES
 from rheed.imageio import SCALING_MODES
@@ -8,11 +9,12 @@ from utils import str2bool
 
 def aspect_ratio(text: str) -> float:
     """argparse type: an aspect ratio written W:H (4:3) or as a number (1.333); 0 means off."""
+    width, colon, height = text.partition(':')
     try:
-        value = float(text) if ':' not in text else float(text.split(':')[0]) / float(text.split(':')[1])
+        value = float(width) / float(height) if colon else float(text)
     except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an aspect ratio such as 4:3") from None
-    if value < 0 or value != value or value == float('inf'):
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"{text!r} is not an aspect ratio such as 4:3")
     return value
 
