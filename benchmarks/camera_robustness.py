@@ -60,6 +60,19 @@ def square_crop(gray: np.ndarray) -> np.ndarray:
     return gray[:, left:left + min(h, w)]
 
 
+def zoomed(gray: np.ndarray, factor: float) -> np.ndarray:
+    """Another lens or screen distance: the picture magnified by `factor` about the frame centre, same frame
+    size (factor < 1: the pattern smaller, black around it; factor > 1: the middle enlarged, the edges cut off)."""
+    h, w = gray.shape
+    width, height = round(w * factor), round(h * factor)
+    scaled = np.asarray(Image.fromarray(gray).resize((width, height), Image.BILINEAR))
+    if factor < 1:
+        top, left = (h - height) // 2, (w - width) // 2
+        return np.pad(scaled, ((top, h - height - top), (left, w - width - left)))
+    top, left = (height - h) // 2, (width - w) // 2
+    return scaled[top:top + h, left:left + w]
+
+
 def hot_pixels(gray: np.ndarray) -> np.ndarray:
     """0.05 % of the pixels stuck bright (128-255), at places fixed by the frame size as a sensor's defects are."""
     h, w = gray.shape
@@ -102,6 +115,8 @@ CHANGES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "square_sensor": ("png", lambda g: on_sensor(g, 1.0)),
     "wide_sensor": ("png", lambda g: on_sensor(g, 16 / 9)),
     "square_crop": ("png", square_crop),
+    "zoom_out": ("png", lambda g: zoomed(g, 0.75)),
+    "zoom_in": ("png", lambda g: zoomed(g, 4 / 3)),
     "jpeg70": ("jpeg70", lambda g: g),
     "jpeg30": ("jpeg30", lambda g: g),
     "hot_pixels": ("png", hot_pixels),

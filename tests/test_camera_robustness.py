@@ -43,6 +43,11 @@ def test_re_recording_changes_only_the_camera(tmp_path):
     wide = gray(files["wide_sensor"])      # 60 rows x 107 columns (16:9), the frame in columns 13-92
     assert wide.shape == (60, 107) and np.array_equal(wide[:, 13:93], g) and wide[:, :13].max() == 0
     assert np.array_equal(gray(files["square_crop"]), g[:, 10:70])
+    small = gray(files["zoom_out"])        # 45 x 60 picture in rows 7-51, columns 10-69; the 4-px streak 3 px wide
+    assert small.shape == (60, 80) and small[:7].max() == 0 and small[:, :10].max() == 0 and small[52:].max() == 0
+    assert list(np.flatnonzero(small[30] > 150)) == [39, 40] and small[7:52, 10:70].min() > 0
+    large = gray(files["zoom_in"])         # the middle 45 x 60 enlarged to 60 x 80: the streak 5 px wide
+    assert large.shape == (60, 80) and list(np.flatnonzero(large[30] > 150)) == [38, 39, 40, 41, 42] and large.min() > 0
     jpeg = gray(files["jpeg30"])
     assert files["jpeg30"].suffix == ".jpg" and 0 < np.abs(jpeg - g).mean() < 10
     stamped = gray(files["time_stamp"])
