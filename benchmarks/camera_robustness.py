@@ -43,34 +43,42 @@ def time_stamp(gray: np.ndarray) -> np.ndarray:
     return np.asarray(image, dtype=np.float32)
 
 
+def centred(gray: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`gray` brought to height x width about its centre: zeros added where it is smaller, its edges cut off where
+    it is larger."""
+    out = gray
+    for axis, size in ((0, height), (1, width)):
+        have = out.shape[axis]
+        if size > have:
+            before = (size - have) // 2
+            out = np.pad(out, [(before, size - have - before) if a == axis else (0, 0) for a in range(2)])
+        else:
+            start = (have - size) // 2
+            out = np.take(out, range(start, start + size), axis=axis)
+    return out
+
+
 def on_sensor(gray: np.ndarray, aspect: float) -> np.ndarray:
     """The frame centred on a sensor of width/height `aspect` that it just fits, black around it (aspect 1: a
     square sensor of the frame's width, black above and below; 16/9: a wide sensor, black left and right)."""
     h, w = gray.shape
     width, height = padded_size(w, h, aspect)
-    top, left = (height - h) // 2, (width - w) // 2
-    return np.pad(gray, ((top, height - h - top), (left, width - w - left)))
+    return centred(gray, height, width)
 
 
 def square_crop(gray: np.ndarray) -> np.ndarray:
     """The middle of the frame on a square sensor of its height, the sides cut off: a square camera that the
     screen fills (same pattern scale, no black border)."""
     h, w = gray.shape
-    left = max(0, (w - h) // 2)
-    return gray[:, left:left + min(h, w)]
+    return centred(gray, h, min(h, w))
 
 
 def zoomed(gray: np.ndarray, factor: float) -> np.ndarray:
     """Another lens or screen distance: the picture magnified by `factor` about the frame centre, same frame
     size (factor < 1: the pattern smaller, black around it; factor > 1: the middle enlarged, the edges cut off)."""
     h, w = gray.shape
-    width, height = round(w * factor), round(h * factor)
-    scaled = np.asarray(Image.fromarray(gray).resize((width, height), Image.BILINEAR))
-    if factor < 1:
-        top, left = (h - height) // 2, (w - width) // 2
-        return np.pad(scaled, ((top, h - height - top), (left, w - width - left)))
-    top, left = (height - h) // 2, (width - w) // 2
-    return scaled[top:top + h, left:left + w]
+    scaled = Image.fromarray(gray).resize((round(w * factor), round(h * factor)), Image.BILINEAR)
+    return centred(np.asarray(scaled), h, w)
 
 
 def hot_pixels(gray: np.ndarray) -> np.ndarray:
