@@ -5,10 +5,15 @@ A randomly initialised classifier checkpoint (speed does not depend on the weigh
 written to a temporary folder; the frames are synthetic 656 x 492 growth-run frames.
 
     python benchmarks/bench_predict.py [--model convnextv2_atto] [--input_size 224] [--frames 128] [--threads 2]
-        [--background_mode adaptive]   # the launchers' input pipeline (--aug_mode rheed + background subtraction)
-        [--compile]                    # predict.py --compile
+        [--launcher run_finetune_cpu.sh]   # exactly what that launcher's defaults store: background, despeckle,
+                                           # padding to 4:3, the test-time views
+        [--background_mode adaptive]       # only the background subtraction of the RHEED pipeline
+        [--compile]                        # predict.py --compile
 """
 import argparse
+import os
+import shlex
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +23,8 @@ import tifffile
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 from models import convnextv2  # noqa: E402
 from rheed.augment import BACKGROUND_MODES  # noqa: E402
 from rheed.inference import load_classifier  # noqa: E402
@@ -49,6 +55,19 @@ def write_inputs(folder: Path, frames: list) -> dict:
     return inputs
 
 
+def launcher_args(script: str, model: str, input_size: int) -> dict:
+    """The arguments `scripts/<script>` passes to main_finetune.py with its defaults (from scratch), as stored in a
+    checkpoint it trains."""
+    import main_finetune
+    env = {k: v for k, v in os.environ.items() if k not in ("EXTRA_ARGS", "FINETUNE", "INPUT_SIZE", "MODEL")}
+    env.update(DRY_RUN="1", FINETUNE="", INPUT_SIZE=str(input_size), MODEL=model)
+    proc = subprocess.run(["bash", str(REPO / "scripts" / script)], env=env, capture_output=True, text=True,
+                          check=True)
+    words = shlex.split(next(line[2:] for line in proc.stdout.splitlines() if line.startswith("+ ")))
+    args = main_finetune.get_args_parser().parse_args(words[words.index("main_finetune.py") + 1:])
+    return vars(args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="convnextv2_atto")
@@ -59,6 +78,9 @@ def main() -> None:
     parser.add_argument("--background_mode", default="", choices=("",) + BACKGROUND_MODES,
                         help="empty: upstream's evaluation transform; else a checkpoint of the RHEED launchers "
                              "(--aug_mode rheed --subtract_background true with this mode)")
+    parser.add_argument("--launcher", default="", choices=("", "run_finetune_cpu.sh", "run_finetune_balanced_gpu.sh"),
+                        help="store the evaluation settings this launcher's defaults train with (at --input_size and "
+                             "--model); replaces --background_mode")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (as predict.py --compile); "
                         "a warm-up pass over the folder compiles it before the timed passes")
     args = parser.parse_args()
@@ -69,19 +91,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ckpt = tmp / "checkpoint-best.pth"
-        pipeline = ({"aug_mode": "rheed", "subtract_background": True, "background_mode": args.background_mode}
-                    if args.background_mode else {})
+        if args.launcher:
+            stored = launcher_args(args.launcher, args.model, args.input_size)
+            pipeline = f"{args.launcher} defaults"
+        else:
+            stored = {"model": args.model, "input_size": args.input_size, "data_set": "RHEED"}
+            if args.background_mode:
+                stored.update(aug_mode="rheed", subtract_background=True, background_mode=args.background_mode)
+            pipeline = f"background {args.background_mode or 'none (upstream transform)'}"
+        stored["nb_classes"] = 2
         model = convnextv2.__dict__[args.model](num_classes=2)
-        torch.save({"model": model.state_dict(), "class_names": ["rough", "smooth"], "epoch": 0,
-                    "args": {"model": args.model, "input_size": args.input_size, "nb_classes": 2,
-                             "data_set": "RHEED", **pipeline}}, ckpt)
+        torch.save({"model": model.state_dict(), "class_names": ["rough", "smooth"], "epoch": 0, "args": stored}, ckpt)
         classifier = load_classifier(ckpt)
         if args.compile:   # compiled on an untimed batch
             classifier.compile(args.batch_size)
             classifier.predict_images([classifier.image_from_array(f) for f in frames[:args.batch_size]])
         print(f"{args.model}, {args.input_size} px, batch {args.batch_size}, {torch.get_num_threads()} torch threads, "
               f"{args.frames} frames of {frames[0].shape[1]}x{frames[0].shape[0]}, "
-              f"background {args.background_mode or 'none (upstream transform)'}")
+              f"{pipeline}")
         print("| input | frames/s (decode + model) |")
         print("|---|---|")
         for name, path in write_inputs(tmp, frames).items():

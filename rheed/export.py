@@ -21,6 +21,17 @@ FILE_NAMES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
+# What the RHEED launchers' whole-frame steps do, for code outside Python that must reproduce them.
+RHEED_STEP_MEANINGS = {
+    "Despeckle": "grayscale (PIL 'L'); every pixel clipped to the brightest of its 8 neighbours (hot pixels); "
+                 "back to 3 identical channels",
+    "SubtractBackground": "grayscale; background estimated and removed with the mode in repr, the rest scaled so "
+                          "the 99.9th percentile is 255 (rheed.augment.SubtractBackground: reuse the Python code)",
+    "PadToAspect": "frame centred on the smallest zero canvas whose width/height is aspect (unchanged at that "
+                   "aspect), before the resize",
+}
+
+
 def describe_transform(transform) -> list[dict]:
     """The evaluation transform as a list of plain steps (read from the transform objects themselves)."""
     from torchvision import transforms as T
@@ -40,7 +51,10 @@ def describe_transform(transform) -> list[dict]:
             steps.append({"op": "normalize", "mean": [float(v) for v in t.mean], "std": [float(v) for v in t.std],
                           "meaning": "(x - mean) / std per channel"})
         else:
-            steps.append({"op": type(t).__name__, "repr": repr(t)})
+            step = {"op": type(t).__name__, "repr": repr(t)}
+            if step["op"] in RHEED_STEP_MEANINGS:
+                step["meaning"] = RHEED_STEP_MEANINGS[step["op"]]
+            steps.append(step)
     return steps
 
 

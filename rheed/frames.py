@@ -113,7 +113,10 @@ def folder_source(folder: Path, classifier: Classifier, pattern: str | None) -> 
         if not is_image_file(p):
             source.skip(str(p), "not an image file")
     if not images:
-        raise UserError(f"no image frames in {folder}")
+        subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        hint = (f" (it has sub-folders {', '.join(subfolders[:5])}{', ...' if len(subfolders) > 5 else ''}: "
+                f"give one growth run's folder)" if subfolders else "")
+        raise UserError(f"no image frames in {folder}{hint}")
     images = [Path(p) for p in sort_by_frame([str(p) for p in images], pattern)]
     sequences = {parse_sequence_frame(p.name, pattern)[0] for p in images}
     if len(sequences) > 1:

@@ -105,3 +105,16 @@ def test_export_rejects_pretraining_checkpoint(tmp_path):
                 "args": {"model": "convnextv2_atto", "input_size": 64}, "epoch": 1}, path)
     with pytest.raises(UserError, match="pre-training checkpoint"):
         load_classifier(path)
+
+
+def test_rheed_whole_frame_steps_are_explained_for_other_languages():
+    from rheed.augment import rheed_eval_transform
+    from rheed.export import describe_transform
+
+    transform = rheed_eval_transform(64, (0.0,) * 3, (0.25,) * 3, background=True, background_mode="adaptive",
+                                     despeckle=True, pad_aspect=4 / 3)
+    steps = {step["op"]: step for step in describe_transform(transform)}
+    assert list(steps)[:3] == ["Despeckle", "SubtractBackground", "PadToAspect"]
+    assert steps["SubtractBackground"]["repr"] == "SubtractBackground(mode='adaptive')"
+    assert "1.3333" in steps["PadToAspect"]["repr"]
+    assert all("meaning" in steps[op] for op in ("Despeckle", "SubtractBackground", "PadToAspect"))

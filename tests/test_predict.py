@@ -329,6 +329,10 @@ def test_empty_or_bad_input_is_a_clear_error(classifier, checkpoint, tmp_path):
     (empty / "readme.txt").write_text("x")
     with pytest.raises(UserError, match="no image frames"):
         predict_input(classifier, empty, tmp_path / "o2", progress=False)
+    (empty / "smooth").mkdir()
+    (empty / "rough").mkdir()
+    with pytest.raises(UserError, match=r"no image frames in .*empty \(it has sub-folders rough, smooth: give one"):
+        predict_input(classifier, empty, tmp_path / "o2b", progress=False)
     with pytest.raises(UserError, match="input not found"):
         predict_input(classifier, tmp_path / "missing", tmp_path / "o3", progress=False)
     (tmp_path / "data.csv").write_text("a,b\n")
