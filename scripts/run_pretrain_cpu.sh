@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # FCMAE pre-training on the CPU (laptop), the in-domain route measured in
-# docs/EXPERIMENTS.md section 38: the training frames of the split plus the
-# unlabeled frames of your videos, 128 px, about 800 optimisation steps (17 min
-# on 2 cores for ~660 frames). Shorter pre-training made unseen growth runs
-# worse than training from scratch (sections 19-20). It reads only <DATA>/train
-# (plus UNLABELED): validation and test frames are never seen. Then fine-tune
-# from the checkpoint it names:
+# docs/EXPERIMENTS.md sections 38 and 46: the training frames of the split plus
+# the unlabeled frames of your videos, about 800 optimisation steps at 96 px
+# (8 min on 2 cores for ~660 frames; 128 px took 17 min and fine-tuned no
+# better, section 46 - the fine-tuning still runs at 128 px). Fewer steps made
+# unseen growth runs worse than training from scratch (sections 19-20, 39).
+# It reads only <DATA>/train (plus UNLABELED): validation and test frames are
+# never seen. Then fine-tune from the checkpoint it names:
 #
 #   UNLABELED=data_unlabeled bash scripts/run_pretrain_cpu.sh
 #   FINETUNE=outputs/pretrain_cpu/checkpoint-<EPOCHS-1>.pth bash scripts/run_finetune_cpu.sh
@@ -14,7 +15,7 @@
 # UNLABELED (unset: none; a folder of extra unlabeled frames, searched recursively),
 # OUTPUT (outputs/pretrain_cpu), STEPS (800), EPOCHS (empty: STEPS / (frames // BATCH),
 # rounded up; when set it replaces STEPS), BATCH (32), LR (5e-4: absolute peak lr),
-# WARMUP_EPOCHS (empty: an eighth of EPOCHS), INPUT_SIZE (128), NUM_WORKERS (2),
+# WARMUP_EPOCHS (empty: an eighth of EPOCHS), INPUT_SIZE (96; a multiple of 32), NUM_WORKERS (2),
 # EXTRA_ARGS (appended as is), PYTHON (python), DRY_RUN=1 (print only).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,7 +32,7 @@ EPOCHS="${EPOCHS:-}"
 BATCH="${BATCH:-32}"
 LR="${LR:-5e-4}"
 WARMUP_EPOCHS="${WARMUP_EPOCHS:-}"
-INPUT_SIZE="${INPUT_SIZE:-128}"
+INPUT_SIZE="${INPUT_SIZE:-96}"
 NUM_WORKERS="${NUM_WORKERS:-2}"
 EXTRA_ARGS="${EXTRA_ARGS:-}"
 

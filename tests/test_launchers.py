@@ -127,7 +127,7 @@ def test_pretrain_cpu_sets_epochs_for_about_800_steps(tmp_path):
     assert words[:2] == ["python3", "main_pretrain.py"]
     args = parse_target(words, "main_pretrain.py")
     assert (args.device, args.model, args.epochs, args.warmup_epochs, args.batch_size, args.lr, args.input_size) \
-        == ("cpu", "convnextv2_atto", 160, 20, 32, 5e-4, 128)
+        == ("cpu", "convnextv2_atto", 160, 20, 32, 5e-4, 96)
     assert args.unlabeled_data_path == str(unlabeled) and args.mask_ratio == 0.6 and args.norm_pix_loss
     assert args.subtract_background and args.background_mode == "adaptive" and args.frame_cache
     # the ~660 frames of section 38 give its 40 epochs with a 5-epoch warm-up
