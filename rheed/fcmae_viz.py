@@ -1,11 +1,14 @@
 """What an FCMAE pre-trained model reconstructs: original, masked input, reconstruction, residual.
 
-Units. Frames go through the pre-training normalisation (ToTensor, then ImageNet mean/std). The model
+Input. Frames go through the checkpoint's own pre-training input pipeline without the random crop and flip:
+hot pixels and background removed when it was trained so (--despeckle, --subtract_background), the whole
+frame resized to a square, ToTensor, then the mean/std it was normalised with (ImageNet's, or the background
+normalisation). The figure shows that input, the frame as the model saw it. The model
 predicts every patch in that normalised space, or, when it was trained with `norm_pix_loss` (upstream's
 default), in per-patch normalised units: each target patch was standardised with its own mean and unbiased
 variance, (t - mean) / sqrt(var + 1e-6). The prediction is mapped back with the *input's* patch statistics,
-pred * sqrt(var + 1e-6) + mean (the exact inverse of the loss's target), then ImageNet mean/std are undone,
-giving intensities in [0, 1] (fraction of the 8-bit full scale of the loaded frame). With norm_pix_loss
+pred * sqrt(var + 1e-6) + mean (the exact inverse of the loss's target), then the mean/std are undone,
+giving intensities in [0, 1] (fraction of the 8-bit full scale of the model's input frame). With norm_pix_loss
 the brightness and contrast of each masked patch therefore come from the hidden patch itself; only its
 structure (the normalised shape) is the model's prediction.
 
@@ -28,6 +31,7 @@ from torchvision import transforms
 import timm_compat  # noqa: F401
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from rheed import augment
 from rheed.errors import UserError
 from rheed.plotting import Labels, figure_style, new_figure, save_figure, wrap_name
 
@@ -75,12 +79,24 @@ def load_fcmae(checkpoint_path: str | Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), args
 
 
-def build_input_transform(input_size: int) -> transforms.Compose:
-    """Deterministic version of the pre-training transform: the whole frame resized to a square."""
+def input_normalisation(args: dict) -> tuple:
+    """The mean and std the checkpoint was pre-trained with (as main_pretrain.build_pretrain_transform chooses them)."""
+    if args.get("subtract_background"):
+        return augment.BACKGROUND_MEAN, augment.BACKGROUND_STD
+    return IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+
+def build_input_transform(input_size: int, args: dict | None = None) -> transforms.Compose:
+    """Deterministic version of the pre-training transform of a checkpoint with training arguments `args`: its
+    whole-frame steps (hot pixels, background), then the whole frame resized to a square and normalised."""
+    args = args or {}
+    mean, std = input_normalisation(args)
     return transforms.Compose([
+        *augment.whole_frame_steps(bool(args.get("despeckle")), bool(args.get("subtract_background")),
+                                   args.get("background_mode") or "global"),
         transforms.Resize((input_size, input_size), interpolation=transforms.InterpolationMode.BICUBIC),
         transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
+        transforms.Normalize(mean, std),
     ])
 
 
@@ -91,16 +107,19 @@ def random_mask(model: torch.nn.Module, input_size: int, mask_ratio: float, seed
         return model.gen_random_mask(torch.zeros(1, 1, input_size, input_size), mask_ratio)
 
 
-def unnormalise(x: torch.Tensor) -> torch.Tensor:
+def unnormalise(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     c = x.shape[1]
-    mean = torch.tensor(IMAGENET_DEFAULT_MEAN[:c], dtype=x.dtype).view(1, c, 1, 1)
-    std = torch.tensor(IMAGENET_DEFAULT_STD[:c], dtype=x.dtype).view(1, c, 1, 1)
+    mean = torch.tensor(mean[:c], dtype=x.dtype).view(1, c, 1, 1)
+    std = torch.tensor(std[:c], dtype=x.dtype).view(1, c, 1, 1)
     return x * std + mean
 
 
 @torch.no_grad()
-def reconstruct(model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor) -> Panels:
-    """Runs the FCMAE on normalised frames x (N, C, H, W) with the patch mask (N or 1, L); builds the panels."""
+def reconstruct(model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor,
+                input_mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+                input_std: Sequence[float] = IMAGENET_DEFAULT_STD) -> Panels:
+    """Runs the FCMAE on frames x (N, C, H, W) normalised with input_mean/input_std, with the patch mask (N or 1,
+    L); builds the panels."""
     n, c, H, W = x.shape
     p = model.patch_size
     h, w = H // p, W // p
@@ -119,8 +138,8 @@ def reconstruct(model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor) -> 
     loss = ((pred - loss_target) ** 2).mean(dim=-1)
     loss = (loss * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
-    original = unnormalise(x)
-    predicted = unnormalise(model.unpatchify(pred_pixels, h, w)).clamp(0, 1)
+    original = unnormalise(x, input_mean, input_std)
+    predicted = unnormalise(model.unpatchify(pred_pixels, h, w), input_mean, input_std).clamp(0, 1)
     removed = mask.reshape(n, 1, h, w).repeat_interleave(p, dim=2).repeat_interleave(p, dim=3).bool()
     removed = removed.expand(-1, c, -1, -1)
     reconstruction = torch.where(removed, predicted, original)  # visible pixels are the input, exactly
@@ -205,13 +224,13 @@ def visualize_fcmae(checkpoint: str | Path, images: Sequence[str | Path], out_di
         raise UserError(f"--input_size {input_size} is not a multiple of the patch size {model.patch_size}")
     loader = make_loader(args.get("bit_scaling") or "percentile", max_value=args.get("bit_max"),
                          crop=args.get("frame_crop"))
-    transform = build_input_transform(input_size)
+    transform = build_input_transform(input_size, args)
     frames = [loader(str(p)) for p in images]
     if model.in_chans == 1:
         frames = [f.convert("L") for f in frames]
     x = torch.stack([transform(f) for f in frames])
     mask = random_mask(model, input_size, mask_ratio, seed)
-    panels = reconstruct(model, x, mask)
+    panels = reconstruct(model, x, mask, *input_normalisation(args))
     metrics = frame_metrics(panels)
 
     out_dir = Path(out_dir)

@@ -8,7 +8,8 @@ import torch
 from conftest import write_pattern_image, run_script_main
 from models import fcmae
 from rheed.errors import UserError
-from rheed.fcmae_viz import build_input_transform, frame_metrics, load_fcmae, random_mask, reconstruct
+from rheed.fcmae_viz import (build_input_transform, frame_metrics, input_normalisation, load_fcmae, random_mask,
+                             reconstruct)
 
 SIZE = 64
 
@@ -25,9 +26,9 @@ def tiny_fcmae(norm_pix_loss: bool) -> torch.nn.Module:
     return model.eval()
 
 
-def save_checkpoint(path, model, norm_pix_loss=True):
+def save_checkpoint(path, model, norm_pix_loss=True, **pipeline):
     args = {"model": "convnextv2_atto", "input_size": SIZE, "mask_ratio": 0.6, "norm_pix_loss": norm_pix_loss,
-            "decoder_depth": 1, "decoder_embed_dim": 32}
+            "decoder_depth": 1, "decoder_embed_dim": 32, **pipeline}
     torch.save({"model": model.state_dict(), "args": args, "epoch": 1}, path)
     return path
 
@@ -121,3 +122,33 @@ def test_cli_corrupt_image_is_one_line_error(tmp_path):
         visualize_cli(["--checkpoint", ckpt, "--images", broken, "--out", tmp_path / "viz"])
     message = str(exit_info.value.code)
     assert message.startswith("error: ") and "broken.png" in message and "\n" not in message
+
+
+def test_the_input_is_the_frame_as_the_launchers_pre_trained_on_it(tmp_path):
+    """A checkpoint pre-trained on despeckled, background-subtracted frames is shown and fed exactly those."""
+    from rheed.augment import BACKGROUND_MEAN, BACKGROUND_STD, whole_frame_steps
+    from rheed.imageio import rheed_loader
+    pipeline = {"despeckle": True, "subtract_background": True, "background_mode": "adaptive"}
+    assert input_normalisation(pipeline) == (BACKGROUND_MEAN, BACKGROUND_STD)
+    model = tiny_fcmae(True)
+    paths = frames(tmp_path)
+    x = torch.stack([build_input_transform(SIZE, pipeline)(rheed_loader(str(p))) for p in paths])
+    panels = reconstruct(model, x, random_mask(model, SIZE, 0.5, seed=1), *input_normalisation(pipeline))
+    resize = build_input_transform(SIZE).transforms[0]
+    expected = []
+    for p in paths:
+        image = rheed_loader(str(p))
+        for step in whole_frame_steps(True, True, "adaptive"):
+            image = step(image)
+        expected.append(np.asarray(resize(image), dtype=np.float32) / 255)
+    np.testing.assert_allclose(panels.original, np.stack(expected), atol=1e-5)
+    assert (panels.original == 0).mean() > 0.2  # the zero background the model was trained on, not the raw frame
+
+    ckpt = save_checkpoint(tmp_path / "checkpoint-3.pth", model, **pipeline)
+    out = tmp_path / "viz"
+    visualize_cli(["--checkpoint", ckpt, "--images", *paths, "--out", out, "--dpi", 60, "--mask_ratio", "0.5",
+                   "--seed", "1"])
+    with open(out / "fcmae_reconstruction.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["mae_masked"]) for r in rows] == pytest.approx([m["mae_masked"] for m in frame_metrics(panels)],
+                                                                   rel=1e-5)
