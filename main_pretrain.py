@@ -140,8 +140,7 @@ def resolve_pretrain_files(data_path, unlabeled_data_path=None):
 
 
 def build_pretrain_transform(input_size, subtract_background=False, background_mode='global', despeckle=False):
-    mean, std = ((augment.BACKGROUND_MEAN, augment.BACKGROUND_STD) if subtract_background
-                 else (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD))
+    mean, std = augment.input_mean_std(subtract_background, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
     return transforms.Compose([
         *augment.whole_frame_steps(despeckle, subtract_background, background_mode),
         transforms.RandomResizedCrop(input_size, scale=(0.2, 1.0),

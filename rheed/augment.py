@@ -320,6 +320,11 @@ class SubtractBackground:
 BACKGROUND_MEAN, BACKGROUND_STD = (0.0, 0.0, 0.0), (0.25, 0.25, 0.25)
 
 
+def input_mean_std(background: bool, mean, std) -> tuple:
+    """The normalisation of the network input: the background one after --subtract_background, else (mean, std)."""
+    return (BACKGROUND_MEAN, BACKGROUND_STD) if background else (mean, std)
+
+
 def whole_frame_steps(despeckle: bool, background: bool, background_mode: str = 'global') -> list:
     """The fixed steps on the whole frame, before any crop, shared by training, evaluation and pre-training:
     hot pixels clipped, then the background subtracted."""
@@ -343,15 +348,14 @@ def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0), bac
         RandomBlur(),
         transforms.ToTensor(),
         *([] if background else [RandomNoise()]),
-        transforms.Normalize(*((BACKGROUND_MEAN, BACKGROUND_STD) if background else (mean, std))),
+        transforms.Normalize(*input_mean_std(background, mean, std)),
     ])
 
 
 def rheed_eval_transform(input_size: int, mean, std, background: bool = False,
                          background_mode: str = 'global', despeckle: bool = False,
                          pad_aspect: float = 0.0) -> transforms.Compose:
-    if background:
-        mean, std = BACKGROUND_MEAN, BACKGROUND_STD
+    mean, std = input_mean_std(background, mean, std)
     return transforms.Compose([
         *whole_frame_steps(despeckle, background, background_mode),
         *([PadToAspect(pad_aspect)] if pad_aspect else []),

@@ -80,10 +80,8 @@ def load_fcmae(checkpoint_path: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 def input_normalisation(args: dict) -> tuple:
-    """The mean and std the checkpoint was pre-trained with (as main_pretrain.build_pretrain_transform chooses them)."""
-    if args.get("subtract_background"):
-        return augment.BACKGROUND_MEAN, augment.BACKGROUND_STD
-    return IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    """The mean and std the checkpoint was pre-trained with (main_pretrain.build_pretrain_transform's choice)."""
+    return augment.input_mean_std(bool(args.get("subtract_background")), IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
 
 
 def build_input_transform(input_size: int, args: dict | None = None) -> transforms.Compose:
