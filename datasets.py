@@ -192,12 +192,14 @@ def build_transform(is_train: bool, args):
         mode = getattr(args, 'background_mode', 'global')
         despeckle = getattr(args, 'despeckle', False)
         pad_aspect = getattr(args, 'pad_aspect', 0.0)
+        gamma = getattr(args, 'pattern_gamma', 1.0)
         if is_train:
             return augment.rheed_train_transform(args.input_size, mean, std, tuple(args.crop_scale), background, mode,
                                                  camera=getattr(args, 'camera_aug', False), despeckle=despeckle,
-                                                 crop_shift=getattr(args, 'crop_shift', 0.0), pad_aspect=pad_aspect)
+                                                 crop_shift=getattr(args, 'crop_shift', 0.0), pad_aspect=pad_aspect,
+                                                 pattern_gamma=gamma)
         size = eval_input_size(args.input_size, getattr(args, 'tta_scales', None))
-        return augment.rheed_eval_transform(size, mean, std, background, mode, despeckle, pad_aspect)
+        return augment.rheed_eval_transform(size, mean, std, background, mode, despeckle, pad_aspect, gamma)
 
     if is_train:
         transform = create_transform(

@@ -286,13 +286,16 @@ class SubtractBackground:
     main_finetune.py --train_stem_bias), which the launchers handle by keeping the stem bias fixed.
     """
 
-    def __init__(self, mode: str = 'global'):
+    def __init__(self, mode: str = 'global', gamma: float = 1.0):
         if mode not in BACKGROUND_MODES:
             raise ValueError(f"background mode must be one of {BACKGROUND_MODES}, got {mode!r}")
-        self.mode = mode
+        if not gamma > 0:
+            raise ValueError(f"pattern gamma must be positive, got {gamma}")
+        self.mode, self.gamma = mode, float(gamma)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(mode={self.mode!r})"
+        extra = f", gamma={self.gamma}" if self.gamma != 1.0 else ""
+        return f"{type(self).__name__}(mode={self.mode!r}{extra})"
 
     def __call__(self, img: Image.Image) -> Image.Image:
         gray = np.asarray(img.convert('L'), dtype=np.float32)
@@ -305,10 +308,12 @@ class SubtractBackground:
             y = above_level(gray - local_background(gray))
         return self._to_image(y)
 
-    @staticmethod
-    def _to_image(y: np.ndarray) -> Image.Image:
+    def _to_image(self, y: np.ndarray) -> Image.Image:
         top = max(float(np.percentile(y, 99.9)), 1.0)
-        out = np.clip(y / top, 0.0, 1.0) * 255.0
+        out = np.clip(y / top, 0.0, 1.0)
+        if self.gamma != 1.0:
+            out = out ** self.gamma
+        out = out * 255.0
         return Image.fromarray(np.round(out).astype(np.uint8)).convert('RGB')
 
 
@@ -325,20 +330,22 @@ def input_mean_std(background: bool, mean, std) -> tuple:
     return (BACKGROUND_MEAN, BACKGROUND_STD) if background else (mean, std)
 
 
-def whole_frame_steps(despeckle: bool, background: bool, background_mode: str = 'global') -> list:
+def whole_frame_steps(despeckle: bool, background: bool, background_mode: str = 'global',
+                      pattern_gamma: float = 1.0) -> list:
     """The fixed steps on the whole frame, before any crop, shared by training, evaluation and pre-training:
-    hot pixels clipped, then the background subtracted."""
-    return ([Despeckle()] if despeckle else []) + ([SubtractBackground(background_mode)] if background else [])
+    hot pixels clipped, then the background subtracted (and the pattern's intensities raised to pattern_gamma)."""
+    return (([Despeckle()] if despeckle else [])
+            + ([SubtractBackground(background_mode, pattern_gamma)] if background else []))
 
 
 def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0), background: bool = False,
                           background_mode: str = 'global', camera: bool = False,
                           despeckle: bool = False, crop_shift: float = 0.0,
-                          pad_aspect: float = 0.0) -> transforms.Compose:
+                          pad_aspect: float = 0.0, pattern_gamma: float = 1.0) -> transforms.Compose:
     rotate = transforms.RandomRotation(5, interpolation=transforms.InterpolationMode.BILINEAR)
     return transforms.Compose([
         *([RandomCamera()] if camera else []),
-        *whole_frame_steps(despeckle, background, background_mode),
+        *whole_frame_steps(despeckle, background, background_mode, pattern_gamma),
         RandomCropKeepingAspect(input_size, scale=crop_scale, shift=crop_shift, canvas_aspect=pad_aspect),
         transforms.RandomHorizontalFlip(),
         transforms.RandomVerticalFlip(),
@@ -354,10 +361,10 @@ def rheed_train_transform(input_size: int, mean, std, crop_scale=(0.5, 1.0), bac
 
 def rheed_eval_transform(input_size: int, mean, std, background: bool = False,
                          background_mode: str = 'global', despeckle: bool = False,
-                         pad_aspect: float = 0.0) -> transforms.Compose:
+                         pad_aspect: float = 0.0, pattern_gamma: float = 1.0) -> transforms.Compose:
     mean, std = input_mean_std(background, mean, std)
     return transforms.Compose([
-        *whole_frame_steps(despeckle, background, background_mode),
+        *whole_frame_steps(despeckle, background, background_mode, pattern_gamma),
         *([PadToAspect(pad_aspect)] if pad_aspect else []),
         transforms.Resize((input_size, input_size), interpolation=transforms.InterpolationMode.BICUBIC,
                           antialias=True),

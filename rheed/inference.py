@@ -23,7 +23,8 @@ PRETRAIN_KEY_PREFIXES = ("encoder.", "decoder.", "mask_token", "proj.", "pred.")
 EVAL_DEFAULTS = {"crop_pct": None, "imagenet_default_mean_and_std": True, "bit_scaling": "percentile"}
 
 # Arguments that decide how a frame becomes the model's input at evaluation.
-EVAL_INPUT_KEYS = ("input_size", "aug_mode", "despeckle", "subtract_background", "background_mode", "bit_scaling",
+EVAL_INPUT_KEYS = ("input_size", "aug_mode", "despeckle", "subtract_background", "background_mode", "pattern_gamma",
+                   "bit_scaling",
                    "bit_max", "frame_crop", "imagenet_default_mean_and_std")
 
 

@@ -42,6 +42,10 @@ def add_frame_args(parser: argparse.ArgumentParser) -> None:
                              'global, or local for a frame where the global level leaves under 0.3 %% of the pixels; '
                              'adaptive = subtract a smooth background surface (glow, vignetting, dark screen surround) '
                              'and take the level of what is left over the lit screen (rheed.augment.adaptive_pattern; the RHEED launchers use it)')
+    parser.add_argument('--pattern_gamma', type=float, default=1.0,
+                        help='with --subtract_background: raise the scaled pattern (0-1) to this power; below 1 '
+                             'lifts faint spots and lines against the bright specular spot and streaks (0.5 = square '
+                             'root; 1 = linear, as before; stored in the checkpoint)')
     parser.add_argument('--despeckle', type=str2bool, default=False,
                         help='clip every pixel to the brightest of its 8 neighbours before background subtraction: '
                              "removes the camera's hot (stuck) pixels, which would otherwise look like sharp spots "
