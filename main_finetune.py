@@ -282,6 +282,7 @@ def check_args(args):
     if args.tta_scales and (args.aug_mode != 'rheed' or min(args.tta_scales) <= 0):
         raise UserError(f"--tta_scales {' '.join(map(str, args.tta_scales))}: needs --aug_mode rheed and scales above 0")
     check_crop_box(args.frame_crop)
+    train_args.check_frame_args(args)
     if args.output_dir:
         runs.check_output_dir(args.output_dir)
         if not args.eval:

@@ -139,10 +139,11 @@ def resolve_pretrain_files(data_path, unlabeled_data_path=None):
     return files
 
 
-def build_pretrain_transform(input_size, subtract_background=False, background_mode='global', despeckle=False):
+def build_pretrain_transform(input_size, subtract_background=False, background_mode='global', despeckle=False,
+                             pattern_gamma=1.0):
     mean, std = augment.input_mean_std(subtract_background, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
     return transforms.Compose([
-        *augment.whole_frame_steps(despeckle, subtract_background, background_mode),
+        *augment.whole_frame_steps(despeckle, subtract_background, background_mode, pattern_gamma),
         transforms.RandomResizedCrop(input_size, scale=(0.2, 1.0),
                                      interpolation=transforms.InterpolationMode.BICUBIC),
         transforms.RandomHorizontalFlip(),
@@ -170,6 +171,7 @@ def check_args(args):
     if args.epochs < 1:
         raise UserError(f"--epochs {args.epochs}: pre-train for at least one epoch")
     check_crop_box(args.frame_crop)
+    train_args.check_frame_args(args)
     if args.output_dir:
         runs.check_output_dir(args.output_dir)
         runs.check_ownership(args.output_dir, run_identity(args), args.overwrite, resumable=args.auto_resume)
@@ -209,7 +211,7 @@ def main(args):
     global_rank = utils.get_rank()
     loader = make_loader(args.bit_scaling, max_value=args.bit_max, crop=args.frame_crop)
     transform = build_pretrain_transform(args.input_size, args.subtract_background, args.background_mode,
-                                         args.despeckle)
+                                         args.despeckle, args.pattern_gamma)
     if args.frame_cache:
         settings = {'data_path': os.path.abspath(args.data_path), 'bit_scaling': args.bit_scaling,
                     'bit_max': args.bit_max, 'frame_crop': args.frame_crop}

@@ -26,7 +26,8 @@ RHEED_STEP_MEANINGS = {
     "Despeckle": "grayscale (PIL 'L'); every pixel clipped to the brightest of its 8 neighbours (hot pixels); "
                  "back to 3 identical channels",
     "SubtractBackground": "grayscale; background estimated and removed with the mode in repr, the rest scaled so "
-                          "the 99.9th percentile is 255 (rheed.augment.SubtractBackground: reuse the Python code)",
+                          "the 99.9th percentile is 1 and clipped, raised to the power gamma in repr (1 if absent), "
+                          "times 255 (rheed.augment.SubtractBackground: reuse the Python code)",
     "PadToAspect": "frame centred on the smallest zero canvas whose width/height is aspect (unchanged at that "
                    "aspect), before the resize",
 }

@@ -91,7 +91,7 @@ def build_input_transform(input_size: int, args: dict | None = None) -> transfor
     mean, std = input_normalisation(args)
     return transforms.Compose([
         *augment.whole_frame_steps(bool(args.get("despeckle")), bool(args.get("subtract_background")),
-                                   args.get("background_mode") or "global"),
+                                   args.get("background_mode") or "global", float(args.get("pattern_gamma", 1.0))),
         transforms.Resize((input_size, input_size), interpolation=transforms.InterpolationMode.BICUBIC),
         transforms.ToTensor(),
         transforms.Normalize(mean, std),

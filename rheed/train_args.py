@@ -3,6 +3,7 @@ import argparse
 import math
 
 from rheed.augment import BACKGROUND_MODES
+from rheed.errors import UserError
 from rheed.imageio import SCALING_MODES
 from utils import str2bool
 
@@ -59,6 +60,15 @@ def add_frame_args(parser: argparse.ArgumentParser) -> None:
                         help='shorter side, in pixels, of the frames stored in the frame cache (background '
                              'subtraction runs before, at full resolution); default twice --input_size; '
                              '0 stores them as loaded')
+
+
+def check_frame_args(args: argparse.Namespace) -> None:
+    """UserError for frame options that cannot work as given."""
+    gamma = args.pattern_gamma
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise UserError(f"--pattern_gamma {gamma}: needs a power above 0 (1 = linear)")
+    if gamma != 1.0 and not args.subtract_background:
+        raise UserError(f"--pattern_gamma {gamma} needs --subtract_background true (it shapes the background-free pattern)")
 
 
 def add_run_args(parser: argparse.ArgumentParser, amp_dtype: str) -> None:

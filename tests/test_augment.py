@@ -120,6 +120,52 @@ def test_pretrain_transform_can_match_the_finetuning_input():
     assert x.shape == (3, 64, 64) and float(x.min()) == 0.0
 
 
+def test_pattern_gamma_raises_the_scaled_pattern_to_a_power():
+    frame = streak_frame()
+    linear = np.asarray(augment.SubtractBackground('adaptive')(frame), dtype=np.float64)
+    squared = np.asarray(augment.SubtractBackground('adaptive', gamma=2.0)(frame), dtype=np.float64)
+    np.testing.assert_allclose(squared, 255 * (linear / 255) ** 2, atol=1.5)  # both rounded to 8 bits
+    assert (squared[linear == 0] == 0).all() and squared.max() == 255  # background stays zero, peak stays 1
+    mid = (linear > 60) & (linear < 200)
+    assert mid.any() and (squared[mid] < linear[mid] - 10).all()  # faint residue sinks against the peaks
+    # gamma 1 keeps the old repr, so existing frame caches stay valid; another gamma is a different cache
+    assert repr(augment.SubtractBackground('adaptive')) == "SubtractBackground(mode='adaptive')"
+    assert repr(augment.SubtractBackground('adaptive', 2.0)) == "SubtractBackground(mode='adaptive', gamma=2.0)"
+    with pytest.raises(ValueError, match="pattern gamma must be positive"):
+        augment.SubtractBackground('adaptive', 0.0)
+
+
+def test_pattern_gamma_reaches_training_evaluation_and_pre_training():
+    import main_pretrain
+    args = args_for('rheed', background=True)
+    args.background_mode, args.pattern_gamma = 'adaptive', 2.0
+    for is_train in (True, False):
+        steps = datasets.build_transform(is_train, args).transforms
+        assert [s.gamma for s in steps if isinstance(s, augment.SubtractBackground)] == [2.0]
+    steps = main_pretrain.build_pretrain_transform(64, True, 'adaptive', True, pattern_gamma=2.0).transforms
+    assert [s.gamma for s in steps if isinstance(s, augment.SubtractBackground)] == [2.0]
+    x = datasets.build_transform(False, args)(streak_frame())
+    expected = np.asarray(augment.SubtractBackground('adaptive', 2.0)(streak_frame()).resize(
+        (64, 64), Image.BICUBIC), dtype=np.float32)[..., 0] / 255 / 0.25
+    np.testing.assert_allclose(x[0].numpy(), expected, atol=0.1)
+
+
+@pytest.mark.parametrize("script", ["main_finetune.py", "main_pretrain.py"])
+@pytest.mark.parametrize("flags, message", [
+    (["--pattern_gamma", "2"], "error: --pattern_gamma 2.0 needs --subtract_background true (it shapes the "
+                               "background-free pattern)"),
+    (["--pattern_gamma", "0", "--subtract_background", "true"], "error: --pattern_gamma 0.0: needs a power above 0 "
+                                                                "(1 = linear)"),
+])
+def test_pattern_gamma_checks(tmp_path, tiny_split, script, flags, message):
+    from conftest import run_cli
+    data = ["--data_set", "RHEED"] if script == "main_finetune.py" else ["--model", "convnextv2_atto"]
+    proc = run_cli([script, *data, "--data_path", tiny_split, "--device", "cpu", *flags,
+                    "--output_dir", tmp_path / "out"], timeout=120)
+    assert proc.returncode != 0 and proc.stderr.strip() == message
+    assert not (tmp_path / "out").exists()
+
+
 def glow_frame(width=480, height=360, seed=0) -> Image.Image:
     """A bright phosphor-screen glow filling most of a dark frame, with faint streaks on top of it."""
     rng = np.random.default_rng(seed)

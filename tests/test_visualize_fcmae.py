@@ -143,6 +143,8 @@ def test_the_input_is_the_frame_as_the_launchers_pre_trained_on_it(tmp_path):
         expected.append(np.asarray(resize(image), dtype=np.float32) / 255)
     np.testing.assert_allclose(panels.original, np.stack(expected), atol=1e-5)
     assert (panels.original == 0).mean() > 0.2  # the zero background the model was trained on, not the raw frame
+    steps = build_input_transform(SIZE, dict(pipeline, pattern_gamma=2.0)).transforms
+    assert [s.gamma for s in steps if type(s).__name__ == "SubtractBackground"] == [2.0]
 
     ckpt = save_checkpoint(tmp_path / "checkpoint-3.pth", model, **pipeline)
     out = tmp_path / "viz"
