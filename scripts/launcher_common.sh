@@ -20,6 +20,14 @@ RHEED_FRAME_INPUT=(--despeckle true --subtract_background true --background_mode
 RHEED_FINETUNE_INPUT=(--crop_scale 0.5 2.0 --crop_shift 0.2 --pad_aspect 4:3 --aug_mode rheed "${RHEED_FRAME_INPUT[@]}"
     --camera_aug true --train_stem_bias false --head_init_scale 1.0 --tta_scales 1 1.125)
 
+# The power on the background-free, scaled pattern for fine-tuning (--pattern_gamma, section 47): from scratch 2
+# (squared: streaks and spots stand out of the faint residue around them); from a FINETUNE checkpoint 1, the
+# linear input that FCMAE pre-training uses (pre-training on squared frames, or fine-tuning a linear one on
+# them, was worse). PATTERN_GAMMA overrides.
+finetune_pattern_gamma() {
+    if [ -n "${FINETUNE:-}" ]; then echo "${PATTERN_GAMMA:-1}"; else echo "${PATTERN_GAMMA:-2}"; fi
+}
+
 # Stops (or, with DRY_RUN=1, warns) when FINETUNE names a missing file.
 check_finetune_file() {
     if [ -n "$FINETUNE" ] && [ ! -f "$FINETUNE" ]; then

@@ -10,7 +10,8 @@
 # Variables (default): GPUS (4), MODEL (convnextv2_atto), DATA (data_rheed_split),
 # OUTPUT (outputs/finetune_<model>), FINETUNE (weights/convnextv2_<size>_1k_224_fcmae.pt;
 # set FINETUNE= to train from scratch), EPOCHS (100), BATCH (32 per GPU), BLR (2e-4),
-# INPUT_SIZE (224), NB_CLASSES (empty: from the class folders), NUM_WORKERS (8), EXTRA_ARGS (appended as is),
+# INPUT_SIZE (224), NB_CLASSES (empty: from the class folders), NUM_WORKERS (8),
+# PATTERN_GAMMA (1 with FINETUNE, 2 from scratch: docs/EXPERIMENTS.md section 47), EXTRA_ARGS (appended as is),
 # DRY_RUN=1 (print the command only).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,7 +45,7 @@ cmd=(torchrun --standalone --nproc_per_node="$GPUS" main_finetune.py
     --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
     --epochs "$EPOCHS" --warmup_epochs 5 --batch_size "$BATCH" --blr "$BLR" --input_size "$INPUT_SIZE"
     --layer_decay_type single --layer_decay 0.9 --weight_decay 0.3 --drop_path 0.1
-    --smoothing 0.2 --mixup 0 --cutmix 0 "${RHEED_FINETUNE_INPUT[@]}"
+    --smoothing 0.2 --mixup 0 --cutmix 0 "${RHEED_FINETUNE_INPUT[@]}" --pattern_gamma "$(finetune_pattern_gamma)"
     --model_ema true --model_ema_eval true --model_ema_decay 0.999 --use_amp true
     --class_weights auto --best_metric macro_f1
     --num_workers "$NUM_WORKERS")

@@ -21,6 +21,7 @@
 # runs picks a noisy epoch; macro_f1 selects on validation as upstream does on accuracy),
 # LAYER_DECAY (1.0 from scratch; 0.9 with FINETUNE, as upstream fine-tunes atto: a pre-trained encoder
 # fine-tuned at full lr in every layer collapsed to chance in one of three runs, docs/EXPERIMENTS.md section 18),
+# PATTERN_GAMMA (2 from scratch, 1 with FINETUNE: docs/EXPERIMENTS.md section 47),
 # EXTRA_ARGS (appended as is), PYTHON (python), DRY_RUN=1 (print only).
 # GPUS is ignored.
 set -euo pipefail
@@ -52,7 +53,8 @@ cmd=("$PYTHON" main_finetune.py --device cpu
     --model "$MODEL" --data_set RHEED --data_path "$DATA"
     --output_dir "$OUTPUT" --log_dir "$OUTPUT/tensorboard"
     --epochs "$EPOCHS" --warmup_epochs "$WARMUP_EPOCHS" --batch_size "$BATCH"
-    --input_size "$INPUT_SIZE" "${RHEED_FINETUNE_INPUT[@]}" --min_epoch_size "$MIN_EPOCH_SIZE"
+    --input_size "$INPUT_SIZE" "${RHEED_FINETUNE_INPUT[@]}" --pattern_gamma "$(finetune_pattern_gamma)"
+    --min_epoch_size "$MIN_EPOCH_SIZE"
     --weight_decay 0.05 --drop_path 0 --layer_decay "$LAYER_DECAY"
     --smoothing 0 --mixup 0 --cutmix 0
     --class_weights auto --best_metric "$BEST_METRIC"

@@ -130,6 +130,7 @@ def test_pretrain_cpu_sets_epochs_for_about_800_steps(tmp_path):
         == ("cpu", "convnextv2_atto", 160, 20, 32, 5e-4, 96)
     assert args.unlabeled_data_path == str(unlabeled) and args.mask_ratio == 0.6 and args.norm_pix_loss
     assert args.subtract_background and args.background_mode == "adaptive" and args.frame_cache
+    assert args.pattern_gamma == 1.0  # FCMAE on squared frames fine-tuned worse (section 47)
     # the ~660 frames of section 38 give its 40 epochs with a 5-epoch warm-up
     _touch_frames(unlabeled / "run2", 501)
     args = parse_target(printed_command(launch("run_pretrain_cpu.sh", env={
@@ -181,9 +182,20 @@ def test_finetune_cpu_defaults_are_the_small_data_recipe():
     assert (args.lr, args.warmup_epochs, args.epochs, args.input_size, args.batch_size) == (2e-4, 1, 30, 128, 16)
     assert args.aug_mode == "rheed" and args.subtract_background and not args.train_stem_bias
     assert args.background_mode == "adaptive" and args.despeckle  # hot pixels filtered before the background
+    assert args.pattern_gamma == 2.0  # from scratch the scaled pattern is squared (docs/EXPERIMENTS.md section 47)
     assert args.crop_scale == [0.5, 2.0]  # zoom in and out: the pattern's size on the screen is no cue
     assert (args.head_init_scale, args.weight_decay, args.drop_path, args.layer_decay, args.smoothing) \
         == (1.0, 0.05, 0.0, 1.0, 0.0)
+
+
+@pytest.mark.parametrize("launcher", ["run_finetune_cpu.sh", "run_finetune_balanced_gpu.sh"])
+def test_finetune_pattern_gamma_follows_the_start(launcher):
+    """Squared pattern from scratch, the linear input of FCMAE pre-training from a checkpoint; PATTERN_GAMMA overrides."""
+    def gamma(**env):
+        proc = launch(launcher, env={"DRY_RUN": "1", "PYTHON": "python3", **env})
+        return parse_target(printed_command(proc.stdout), "main_finetune.py").pattern_gamma
+    assert gamma(FINETUNE="") == 2.0 and gamma(FINETUNE="weights/some_fcmae.pt") == 1.0
+    assert gamma(FINETUNE="", PATTERN_GAMMA="1.5") == 1.5 and gamma(FINETUNE="w.pt", PATTERN_GAMMA="2") == 2.0
 
 
 def test_finetune_cpu_uses_layer_decay_only_from_a_pretrained_start():
