@@ -24,8 +24,7 @@ EVAL_DEFAULTS = {"crop_pct": None, "imagenet_default_mean_and_std": True, "bit_s
 
 # Arguments that decide how a frame becomes the model's input at evaluation.
 EVAL_INPUT_KEYS = ("input_size", "aug_mode", "despeckle", "subtract_background", "background_mode", "pattern_gamma",
-                   "bit_scaling",
-                   "bit_max", "frame_crop", "imagenet_default_mean_and_std")
+                   "bit_scaling", "bit_max", "frame_crop", "imagenet_default_mean_and_std")
 
 
 def flag_value(value) -> str:
