@@ -128,7 +128,8 @@ def test_pretrain_cpu_sets_epochs_for_about_800_steps(tmp_path):
     args = parse_target(words, "main_pretrain.py")
     assert (args.device, args.model, args.epochs, args.warmup_epochs, args.batch_size, args.lr, args.input_size) \
         == ("cpu", "convnextv2_atto", 160, 20, 32, 5e-4, 96)
-    assert args.unlabeled_data_path == str(unlabeled) and args.mask_ratio == 0.6 and args.norm_pix_loss
+    assert args.unlabeled_data_path == str(unlabeled) and args.norm_pix_loss
+    assert args.mask_ratio == 0.4  # 0.6 and 0.75 fine-tuned worse on unseen runs (section 48)
     assert args.subtract_background and args.background_mode == "adaptive" and args.frame_cache
     assert args.pattern_gamma == 1.0  # FCMAE on squared frames fine-tuned worse (section 47)
     # the ~660 frames of section 38 give its 40 epochs with a 5-epoch warm-up
@@ -137,8 +138,8 @@ def test_pretrain_cpu_sets_epochs_for_about_800_steps(tmp_path):
         "DRY_RUN": "1", "DATA": str(split), "UNLABELED": str(unlabeled)}).stdout), "main_pretrain.py")
     assert (args.epochs, args.warmup_epochs) == (40, 5)
     args = parse_target(printed_command(launch("run_pretrain_cpu.sh", env={
-        "DRY_RUN": "1", "DATA": str(split), "EPOCHS": "3", "STEPS": "5"}).stdout), "main_pretrain.py")
-    assert (args.epochs, args.warmup_epochs, args.unlabeled_data_path) == (3, 1, None)
+        "DRY_RUN": "1", "DATA": str(split), "EPOCHS": "3", "STEPS": "5", "MASK_RATIO": "0.6"}).stdout), "main_pretrain.py")
+    assert (args.epochs, args.warmup_epochs, args.unlabeled_data_path, args.mask_ratio) == (3, 1, None, 0.6)
 
 
 def test_pretrain_cpu_counts_the_loader_s_image_types():
