@@ -18,8 +18,7 @@
 # OUTPUT (outputs/pretrain_cpu), STEPS (800), EPOCHS (empty: STEPS / (frames // BATCH),
 # rounded up; when set it replaces STEPS), BATCH (32), LR (5e-4: absolute peak lr),
 # WARMUP_EPOCHS (empty: an eighth of EPOCHS), INPUT_SIZE (96; a multiple of 32), MASK_RATIO (0.4),
-# NUM_WORKERS (2),
-# EXTRA_ARGS (appended as is), PYTHON (python), DRY_RUN=1 (print only).
+# NUM_WORKERS (2), EXTRA_ARGS (appended as is), PYTHON (python), DRY_RUN=1 (print only).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/launcher_common.sh
