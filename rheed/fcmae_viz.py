@@ -85,17 +85,14 @@ def input_normalisation(args: dict) -> tuple:
 
 
 def build_input_transform(input_size: int, args: dict | None = None) -> transforms.Compose:
-    """Deterministic version of the pre-training transform of a checkpoint with training arguments `args`: its
-    whole-frame steps (hot pixels, background), then the whole frame resized to a square and normalised."""
+    """Deterministic version of the pre-training transform of a checkpoint with training arguments `args`: the
+    evaluation view of rheed.augment (whole-frame steps, padding to --pad_aspect if it had one, the whole frame
+    resized to a square) with the checkpoint's normalisation."""
     args = args or {}
     mean, std = input_normalisation(args)
-    return transforms.Compose([
-        *augment.whole_frame_steps(bool(args.get("despeckle")), bool(args.get("subtract_background")),
-                                   args.get("background_mode") or "global", float(args.get("pattern_gamma", 1.0))),
-        transforms.Resize((input_size, input_size), interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.ToTensor(),
-        transforms.Normalize(mean, std),
-    ])
+    return augment.rheed_eval_transform(input_size, mean, std, bool(args.get("subtract_background")),
+                                        args.get("background_mode") or "global", bool(args.get("despeckle")),
+                                        float(args.get("pad_aspect") or 0.0), float(args.get("pattern_gamma", 1.0)))
 
 
 def random_mask(model: torch.nn.Module, input_size: int, mask_ratio: float, seed: int) -> torch.Tensor:
