@@ -70,7 +70,7 @@ else
     # chambers (docs/EXPERIMENTS.md section 10); flat-surface Laue dots, rings and halos are included.
     # --transition_band 0.1: the frames where streaks and spots are mixed go to island_transition, which the
     # split leaves out, so no smooth/rough label is a coin flip (docs/EXPERIMENTS.md section 27).
-    # 24 runs of each kind (about 740 frames): with 12 the training split held a single Laue-dot run and the
+    # 24 runs of each kind (about 740 frames in the split): with 12 the training split held a single Laue-dot run and the
     # test score hung on one or two runs (0.85 +- 0.04 over 5 seeds; 24 runs: section 49)
     run "$PY" scripts/make_synthetic_rheed.py --out "$data" --scale "$QUICK_SCALE" --sequences "$QUICK_SEQUENCES" --seed 0 \
         --variety --camera_randomize --transition_band 0.1 --workers "$(( QUICK_WORKERS > 0 ? QUICK_WORKERS : 1 ))"
