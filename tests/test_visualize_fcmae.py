@@ -154,3 +154,22 @@ def test_the_input_is_the_frame_as_the_launchers_pre_trained_on_it(tmp_path):
         rows = list(csv.DictReader(f))
     assert [float(r["mae_masked"]) for r in rows] == pytest.approx([m["mae_masked"] for m in frame_metrics(panels)],
                                                                    rel=1e-5)
+
+
+def test_a_checkpoint_pre_trained_on_padded_frames_is_shown_them_padded(tmp_path):
+    """--pad_aspect 4:3 in the checkpoint's arguments: a square frame gets zero columns left and right, as in
+    rheed.augment's evaluation view, and nothing else changes."""
+    from rheed.imageio import rheed_loader
+    from rheed.augment import PadToAspect
+    pipeline = {"subtract_background": True, "background_mode": "adaptive"}
+    frame = rheed_loader(str(frames(tmp_path, 1)[0]))
+    assert frame.size == (80, 80)
+    plain = build_input_transform(SIZE, pipeline)(frame)
+    padded_steps = build_input_transform(SIZE, dict(pipeline, pad_aspect=4 / 3)).transforms
+    assert [type(s) for s in padded_steps].count(PadToAspect) == 1
+    padded = build_input_transform(SIZE, dict(pipeline, pad_aspect=4 / 3))(frame)
+    assert padded.shape == plain.shape == (3, SIZE, SIZE)
+    zero = float(padded[0, 0, 0])   # the background (0) after normalisation
+    # 80 x 80 padded to 107 x 80: about 13 of 107 columns on each side, i.e. ~7 of 64 after resizing
+    assert torch.all(padded[:, :, :5] == zero) and torch.all(padded[:, :, -5:] == zero)
+    assert not torch.all(plain[:, :, :5] == zero)
