@@ -96,7 +96,7 @@ echo "pre-trained checkpoint: $pre_ckpt"
 
 # From scratch by default: the short pre-training above is a demo (FCMAE starts that fit this budget did
 # worse than scratch, docs/EXPERIMENTS.md sections 8, 19); the in-domain route that beats scratch is
-# run_pretrain_cpu.sh's ~800 steps with unlabeled frames (sections 46, 48), another ~8 minutes.
+# run_pretrain_cpu.sh's ~1600 steps with unlabeled frames (sections 46-49), another ~16 minutes.
 # QUICK_FROM_FCMAE=1 starts from the checkpoint above.
 start_from=""
 if [ "${QUICK_FROM_FCMAE:-0}" = 1 ]; then start_from="$pre_ckpt"; fi

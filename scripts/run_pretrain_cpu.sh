@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # FCMAE pre-training on the CPU (laptop), the in-domain route measured in
-# docs/EXPERIMENTS.md sections 38 and 46: the training frames of the split plus
-# the unlabeled frames of your videos, about 800 optimisation steps at 96 px
-# (8 min on 2 cores for ~660 frames; 128 px took 17 min and fine-tuned no
-# better, section 46 - the fine-tuning still runs at 128 px), with 40 % of the
-# 32-px blocks masked (4 of the 9 at 96 px; upstream's 0.6 fine-tuned worse on
-# unseen runs, 0.75 much worse, section 48). Fewer steps made unseen growth runs
-# worse than training from scratch (sections 19-20, 39).
+# docs/EXPERIMENTS.md sections 38, 46, 48 and 49: the training frames of the split
+# plus the unlabeled frames of your videos, about 1600 optimisation steps at 96 px
+# (16 min on 2 cores for ~660 frames; 800 steps, 8 min, transferred clearly worse
+# to frames of another simulator, section 49; 128 px took twice as long and
+# fine-tuned no better, section 46 - the fine-tuning still runs at 128 px), with
+# 40 % of the 32-px blocks masked (4 of the 9 at 96 px; upstream's 0.6 fine-tuned
+# worse on unseen runs, 0.75 much worse, section 48). Fewer steps made unseen
+# growth runs worse than training from scratch (sections 19-20, 39).
 # It reads only <DATA>/train (plus UNLABELED): validation and test frames are
 # never seen. Then fine-tune from the checkpoint it names:
 #
@@ -15,7 +16,7 @@
 #
 # Variables (default): MODEL (convnextv2_atto), DATA (data_rheed_split),
 # UNLABELED (unset: none; a folder of extra unlabeled frames, searched recursively),
-# OUTPUT (outputs/pretrain_cpu), STEPS (800), EPOCHS (empty: STEPS / (frames // BATCH),
+# OUTPUT (outputs/pretrain_cpu), STEPS (1600), EPOCHS (empty: STEPS / (frames // BATCH),
 # rounded up; when set it replaces STEPS), BATCH (32), LR (5e-4: absolute peak lr),
 # WARMUP_EPOCHS (empty: an eighth of EPOCHS), INPUT_SIZE (96; a multiple of 32), MASK_RATIO (0.4),
 # NUM_WORKERS (2), EXTRA_ARGS (appended as is), PYTHON (python), DRY_RUN=1 (print only).
@@ -29,7 +30,7 @@ MODEL="${MODEL:-convnextv2_atto}"
 DATA="${DATA:-data_rheed_split}"
 UNLABELED="${UNLABELED:-}"
 OUTPUT="${OUTPUT:-outputs/pretrain_cpu}"
-STEPS="${STEPS:-800}"
+STEPS="${STEPS:-1600}"
 EPOCHS="${EPOCHS:-}"
 BATCH="${BATCH:-32}"
 LR="${LR:-5e-4}"
