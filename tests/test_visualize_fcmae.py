@@ -165,9 +165,9 @@ def test_a_checkpoint_pre_trained_on_padded_frames_is_shown_them_padded(tmp_path
     frame = rheed_loader(str(frames(tmp_path, 1)[0]))
     assert frame.size == (80, 80)
     plain = build_input_transform(SIZE, pipeline)(frame)
-    padded_steps = build_input_transform(SIZE, dict(pipeline, pad_aspect=4 / 3)).transforms
-    assert [type(s) for s in padded_steps].count(PadToAspect) == 1
-    padded = build_input_transform(SIZE, dict(pipeline, pad_aspect=4 / 3))(frame)
+    transform = build_input_transform(SIZE, dict(pipeline, pad_aspect=4 / 3))
+    assert [type(s) for s in transform.transforms].count(PadToAspect) == 1
+    padded = transform(frame)
     assert padded.shape == plain.shape == (3, SIZE, SIZE)
     zero = float(padded[0, 0, 0])   # the background (0) after normalisation
     # 80 x 80 padded to 107 x 80: about 13 of 107 columns on each side, i.e. ~7 of 64 after resizing
