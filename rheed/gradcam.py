@@ -98,10 +98,12 @@ def displayable(x: torch.Tensor, transform) -> np.ndarray:
 
 
 def plot_gradcam(frames: np.ndarray, maps: np.ndarray, classes: np.ndarray, probs: np.ndarray,
-                 class_names: Sequence[str], names: Sequence[str], labels: Labels):
-    """Rows = images; columns = the frame as the network sees it, then one overlay per class."""
+                 class_names: Sequence[str], names: Sequence[str], labels: Labels, signed: bool = False):
+    """Rows = images; columns = the frame as the network sees it, then one overlay per class.
+    Grad-CAM maps are in [0, 1]; `signed` maps (occlusion) are drawn red (+) / blue (-), each scaled by its
+    largest absolute value, which the panel title gives."""
     n, top = classes.shape
-    fig = new_figure(2.6 * (top + 1) + 0.6, 2.7 * n + 0.2)
+    fig = new_figure(2.6 * (top + 1) + 0.6, 2.7 * n + 0.2 + 0.2 * signed)
     axes = np.asarray(fig.subplots(n, top + 1, squeeze=False))
     image = None
     for i in range(n):
@@ -111,6 +113,15 @@ def plot_gradcam(frames: np.ndarray, maps: np.ndarray, classes: np.ndarray, prob
             k = classes[i, j]
             ax = axes[i, j + 1]
             ax.imshow(frames[i], cmap="gray", vmin=0, vmax=1)
+            if signed:
+                largest = float(np.abs(maps[i, j]).max())
+                scaled = maps[i, j] / max(largest, 1e-12)
+                image = ax.imshow(scaled, cmap="RdBu_r", vmin=-1, vmax=1, alpha=np.clip(np.abs(scaled), 0, 0.85))
+                for level, style in ((0.5, "solid"), (-0.5, "dashed")):  # outlines that read without colour
+                    if scaled.min() < level < scaled.max():
+                        ax.contour(scaled, levels=[level], colors="black", linewidths=0.7, linestyles=style)
+                ax.set_title(labels("occlusion_class", class_names[k], probs[i, k], largest), fontsize=8)
+                continue
             image = ax.imshow(maps[i, j], cmap="inferno", vmin=0, vmax=1, alpha=0.55)
             if maps[i, j].min() < 0.5 < maps[i, j].max():  # the half-maximum outline reads without colour
                 ax.contour(maps[i, j], levels=[0.5], colors="white", linewidths=0.8)
@@ -119,17 +130,24 @@ def plot_gradcam(frames: np.ndarray, maps: np.ndarray, classes: np.ndarray, prob
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)
-    fig.colorbar(image, ax=axes[:, -1].tolist(), fraction=0.046, pad=0.03, label=labels("cam_value"))
+    fig.colorbar(image, ax=axes[:, -1].tolist(), fraction=0.046, pad=0.03,
+                 label=labels("occlusion_value" if signed else "cam_value"))
     return fig
 
 
 def run_gradcam(checkpoint: str | Path, images: Sequence[str | Path], out_dir: str | Path,
                 layer: str | None = None, use_ema: bool = False, device: str = "cpu", lang: str = "en",
-                dpi: int = 300) -> list[Path]:
-    """Writes gradcam.{png,pdf}, gradcam.csv (predictions) and gradcam.npz (the maps); returns the files.
-    `layer` None: the model's last feature map (DEFAULT_LAYER, or a baseline's `gradcam_layer`)."""
+                dpi: int = 300, method: str = "gradcam", patch: int | None = None,
+                stride: int | None = None) -> list[Path]:
+    """Writes METHOD.{png,pdf}, METHOD.csv (predictions) and METHOD.npz (the maps); returns the files.
+    method "gradcam": maps of the two most probable classes at `layer` (None: the model's last feature map,
+    DEFAULT_LAYER or a baseline's `gradcam_layer`). method "occlusion": one signed map of the predicted
+    class's log-odds per frame (rheed.occlusion), patches of `patch` px moved by `stride` px."""
     from rheed.inference import load_classifier
+    from rheed.occlusion import default_patch, occlusion_maps
 
+    if method not in ("gradcam", "occlusion"):
+        raise UserError(f"unknown method '{method}' (gradcam or occlusion)")
     if not images:
         raise UserError("no images given (--images)")
     missing = [str(p) for p in images if not Path(p).is_file()]
@@ -142,22 +160,31 @@ def run_gradcam(checkpoint: str | Path, images: Sequence[str | Path], out_dir: s
     # temperature (and flip/scale averaging when it was evaluated that way)
     probs = classifier.predict_tensor(x)
     x = classifier.main_view(x)   # maps at the training input size, also when --tta_scales made a larger view
-    maps, classes, probs = class_maps(classifier.model, x, layer, top=min(2, len(classifier.class_names)),
-                                      probs=probs)
+    if method == "gradcam":
+        maps, classes, probs = class_maps(classifier.model, x, layer, top=min(2, len(classifier.class_names)),
+                                          probs=probs)
+        extra = {"layer": layer}
+    else:
+        default = default_patch(min(x.shape[-2:]))
+        patch, stride = patch or default[0], stride or default[1]
+        classes = probs.argmax(axis=1)[:, None]
+        maps = occlusion_maps(classifier.model, x, classes[:, 0], patch, stride)[0][:, None]
+        extra = {"patch": patch, "stride": stride}
     frames = displayable(x.cpu(), classifier.transform)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = classifier.class_names
-    csv_path = out_dir / "gradcam.csv"
+    csv_path = out_dir / f"{method}.csv"
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["image", "pred_name", "map_classes"] + [f"prob_{c}" for c in names])
         for path, cls, p in zip(images, classes, probs):
             writer.writerow([str(path), names[cls[0]], ";".join(names[k] for k in cls)] + [repr(float(v)) for v in p])
-    npz_path = out_dir / "gradcam.npz"
+    npz_path = out_dir / f"{method}.npz"
     np.savez_compressed(npz_path, maps=maps.astype(np.float32), classes=classes, probs=probs,
-                        class_names=np.array(names), images=np.array([str(p) for p in images]), layer=layer)
+                        class_names=np.array(names), images=np.array([str(p) for p in images]), **extra)
     with figure_style(lang) as labels:
-        fig = plot_gradcam(frames, maps, classes, probs, names, [Path(p).name for p in images], labels)
-        return [csv_path, npz_path] + save_figure(fig, out_dir, "gradcam", dpi)
+        fig = plot_gradcam(frames, maps, classes, probs, names, [Path(p).name for p in images], labels,
+                           signed=method == "occlusion")
+        return [csv_path, npz_path] + save_figure(fig, out_dir, method, dpi)

@@ -95,6 +95,8 @@ TEXT = {
     "frame": ("Frame", "帧"),
     "gradcam_class": ("Grad-CAM: {} (p={:.3f})", "Grad-CAM：{} (p={:.3f})"),
     "cam_value": ("Class activation [0, 1]", "类激活 [0, 1]"),
+    "occlusion_class": ("Occlusion: {} (p={:.3f})\nlargest change {:.2f}", "遮挡：{} (p={:.3f})\n最大变化 {:.2f}"),
+    "occlusion_value": ("Evidence for (+) / against (-) the class, scaled", "支持 (+) / 反对 (-) 该类的证据（缩放）"),
 }
 
 
