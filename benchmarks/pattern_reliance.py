@@ -8,12 +8,12 @@ on RHEED frames this takes in the faint spots and streak tails, not only the bri
   set to the frame's median ("pattern only"), with the pattern set to the median ("pattern hidden"), and on
   a frame of only the median ("blank"), per predicted class, with the number of frames where they fall
   below 0 (the decision flips). A model that decides from the pattern keeps its decisions on "pattern only";
-- the share of each heat map's mass that lies on the pattern, for Grad-CAM at the model's default layer and
-  for occlusion (absolute values), next to the share of the frame the pattern covers (what a map spread
-  evenly would score).
+- the share of each heat map's mass that lies on the pattern, for Grad-CAM (at the model's last feature map,
+  or at each of --layers) and for occlusion (absolute values), next to the share of the frame the pattern
+  covers (what a map spread evenly would score).
 
     python benchmarks/pattern_reliance.py --checkpoint RUN/checkpoint-best.pth [--checkpoint RUN2/...]
-        --data SPLIT/test [--stride 8] [--max_frames 0]
+        --data SPLIT/test [--stride 8] [--max_frames 0] [--layers stages.3 stages.2]
 
 Occlusion costs one forward pass per patch position and frame: at 128 px, patch 12 and stride 8 that is
 256 passes per frame (about 2 s on 2 CPU cores for convnextv2_atto).
@@ -57,7 +57,7 @@ def image_paths(folder: Path, max_frames: int) -> list[Path]:
     return paths
 
 
-def check(checkpoint: Path, paths: list[Path], level: float, stride: int | None) -> dict:
+def check(checkpoint: Path, paths: list[Path], level: float, stride: int | None, layers: list[str]) -> dict:
     classifier = load_classifier(checkpoint)
     model = classifier.model
     x = classifier.main_view(classifier.preprocess([classifier.loader(str(p)) for p in paths]))
@@ -71,31 +71,36 @@ def check(checkpoint: Path, paths: list[Path], level: float, stride: int | None)
         def log_odds(z: torch.Tensor) -> np.ndarray:
             return class_log_odds(model(z).float(), pred).numpy()
 
-        edits = {"as is": x, "pattern only": torch.where(inside, x, fill), "pattern hidden": torch.where(inside, fill, x),
-                 "blank": fill.expand_as(x).contiguous()}
+        edits = {"as is": x, "pattern only": torch.where(inside, x, fill),
+                 "pattern hidden": torch.where(inside, fill, x), "blank": fill.expand_as(x).contiguous()}
         odds = {name: log_odds(z) for name, z in edits.items()}
     patch, default_stride = default_patch(x.shape[-1])
     occlusion, _ = occlusion_maps(model, x, pred.tolist(), patch, stride or default_stride)
-    layer = getattr(model, "gradcam_layer", DEFAULT_LAYER)
-    cams, _, _ = class_maps(model, x, layer, top=1, probs=torch.softmax(logits, dim=1).numpy())
     masks = masks.numpy()
+    probs = torch.softmax(logits, dim=1).numpy()
+    gradcam = {layer: mass_on(class_maps(model, x, layer, top=1, probs=probs)[0][:, 0], masks).mean()
+               for layer in layers or [getattr(model, "gradcam_layer", DEFAULT_LAYER)]}
     return {"odds": odds, "pred": pred.numpy(), "names": classifier.class_names,
-            "area": float(masks.mean()), "gradcam": mass_on(cams[:, 0], masks).mean(),
-            "occlusion": mass_on(occlusion, masks).mean(), "layer": layer, "patch": patch}
+            "area": float(masks.mean()), "gradcam": gradcam, "occlusion": mass_on(occlusion, masks).mean(),
+            "patch": patch}
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, action="append", required=True, help="fine-tuned checkpoint (repeatable)")
+    parser.add_argument("--checkpoint", type=Path, action="append", required=True,
+                        help="fine-tuned checkpoint (repeatable)")
     parser.add_argument("--data", type=Path, required=True, help="folder with one sub-folder of frames per class")
     parser.add_argument("--pattern_level", type=float, default=0.03,
                         help="pattern threshold as a fraction of the way from the frame's median to its peak")
-    parser.add_argument("--stride", type=int, default=8, help="occlusion stride in input pixels (patch: a tenth of the input)")
-    parser.add_argument("--max_frames", type=int, default=0, help="use at most this many frames, evenly spread (0: all)")
+    parser.add_argument("--stride", type=int, default=8,
+                        help="occlusion stride in input pixels (patch: a tenth of the input)")
+    parser.add_argument("--layers", nargs="+", default=None,
+                        help="Grad-CAM layers to score (default: the model's last feature map, e.g. stages.3)")
+    parser.add_argument("--max_frames", type=int, default=0,
+                        help="use at most this many frames, evenly spread (0: all)")
     args = parser.parse_args(argv)
-    torch.manual_seed(0)
     paths = image_paths(args.data, args.max_frames)
-    results = [check(c, paths, args.pattern_level, args.stride) for c in args.checkpoint]
+    results = [check(c, paths, args.pattern_level, args.stride, args.layers) for c in args.checkpoint]
 
     def mean_std(values) -> str:
         values = np.asarray(values, dtype=float)
@@ -115,7 +120,8 @@ def main(argv=None) -> None:
             flips = [int((r["odds"][name][r["pred"] == k] < 0).sum()) for r in results]
             print(f"    {name:15s} {mean_std(medians)}   below 0: {mean_std(flips)}")
     print("share of the heat map on the pattern:")
-    print(f"  Grad-CAM {results[0]['layer']:9s} {mean_std([r['gradcam'] for r in results])}")
+    for layer in results[0]["gradcam"]:
+        print(f"  Grad-CAM {layer:9s} {mean_std([r['gradcam'][layer] for r in results])}")
     print(f"  occlusion {results[0]['patch']}/{args.stride} px  {mean_std([r['occlusion'] for r in results])}")
 
 

@@ -48,7 +48,8 @@ def occlusion_maps(model: torch.nn.Module, x: torch.Tensor, class_index: Sequenc
     if not 1 <= patch <= min(height, width) or stride < 1:
         raise UserError(f"occlusion patch must be 1..{min(height, width)} px (the input size) and stride at least "
                         f"1 px; got patch {patch}, stride {stride}")
-    positions = [(top, left) for top in patch_starts(height, patch, stride) for left in patch_starts(width, patch, stride)]
+    positions = [(top, left) for top in patch_starts(height, patch, stride)
+                 for left in patch_starts(width, patch, stride)]
     fill = x.flatten(2).median(dim=2).values[:, :, None, None]
     classes = torch.as_tensor(list(class_index), device=x.device)
     base = class_log_odds(model(x).float(), classes)

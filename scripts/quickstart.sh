@@ -104,7 +104,7 @@ step "5/6 fine-tuning (${start_from:-from scratch}) + test evaluation -> $ft"
 run env PYTHON="$PY" FINETUNE="$start_from" DATA="$split" OUTPUT="$ft" EPOCHS="$QUICK_EPOCHS" \
     INPUT_SIZE="$QUICK_SIZE" NUM_WORKERS="$QUICK_WORKERS" bash scripts/run_finetune_cpu.sh
 
-step "6/6 report, FCMAE reconstructions and Grad-CAM"
+step "6/6 report, FCMAE reconstructions, Grad-CAM and occlusion maps"
 run "$PY" scripts/make_report.py "$pre"
 run "$PY" scripts/make_report.py "$ft"
 # one late-island (rough) and one layer-growth (smooth) test frame: the textbook pair
@@ -115,6 +115,10 @@ smooth_frame="$(first_of "$split"/test/smooth/layer_smooth__*)"; smooth_frame="$
 frames=("$rough_frame" "$smooth_frame")
 run "$PY" scripts/visualize_fcmae.py --checkpoint "$pre_ckpt" --images "${frames[@]}" --out "$pre/report/fcmae_viz"
 run "$PY" scripts/gradcam.py --checkpoint "$ft/checkpoint-best.pth" --images "${frames[@]}" --out "$ft/report/gradcam"
+# at 128 px Grad-CAM's last stage is 4x4 cells that each see the whole frame; hiding patches shows where the
+# evidence lies (docs/REPORTS.md, EXPERIMENTS.md section 50; about 20 s for the two frames)
+run "$PY" scripts/gradcam.py --checkpoint "$ft/checkpoint-best.pth" --images "${frames[@]}" --method occlusion \
+    --out "$ft/report/occlusion"
 
 step "done in $(( SECONDS - start ))s"
 "$PY" - "$ft" <<'PYEOF'
@@ -138,7 +142,7 @@ print(f"  predictions  {run / 'predictions_test.csv'}")
 print(f"  checkpoint   {run / 'checkpoint-best.pth'}")
 report = run / "report"
 if report.is_dir():
-    print(f"  figures      {report}/  (Grad-CAM in {report / 'gradcam'}/)")
+    print(f"  figures      {report}/  (Grad-CAM in {report / 'gradcam'}/, occlusion maps in {report / 'occlusion'}/)")
     print(f"  FCMAE        {run.parent / 'pretrain' / 'report'}/  (reconstructions in fcmae_viz/)")
 print(f"  tensorboard  tensorboard --logdir {run.parent}")
 PYEOF

@@ -147,8 +147,9 @@ def test_pattern_reliance_finds_the_pattern_and_reports_edits(tmp_path, capsys):
 
     data = make_image_folder(tmp_path / "test", n_per_class=(2, 2), size=48)
     ckpt = save_random_classifier(tmp_path / "checkpoint-best.pth")
-    bench.main(["--checkpoint", str(ckpt), "--data", str(data), "--stride", "8"])
+    bench.main(["--checkpoint", str(ckpt), "--data", str(data), "--stride", "8", "--layers", "stages.3", "stages.2"])
     out = capsys.readouterr().out
     assert out.startswith("4 frames, 1 checkpoint(s)")
-    for line in ("pattern only", "pattern hidden", "blank", "Grad-CAM stages.3", "occlusion 4/8 px"):
+    for line in ("pattern only", "pattern hidden", "blank", "Grad-CAM stages.3", "Grad-CAM stages.2",
+                 "occlusion 4/8 px"):
         assert line in out

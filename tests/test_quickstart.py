@@ -30,6 +30,7 @@ def test_quickstart_runs_end_to_end_at_reduced_size(tmp_path):
         assert (ft / name).is_file(), name
     assert (ft / "report").is_dir() and any((ft / "report").iterdir())
     assert (ft / "report" / "gradcam" / "gradcam.png").is_file()
+    assert (ft / "report" / "occlusion" / "occlusion.png").is_file()
     assert (out / "pretrain" / "report" / "fcmae_viz" / "fcmae_reconstruction.png").is_file()
 
     metrics = json.loads((ft / "test_metrics.json").read_text())
