@@ -151,5 +151,16 @@ def test_pattern_reliance_finds_the_pattern_and_reports_edits(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("4 frames, 1 checkpoint(s)")
     for line in ("pattern only", "pattern hidden", "blank", "Grad-CAM stages.3", "Grad-CAM stages.2",
-                 "occlusion 4/8 px"):
+                 "occlusion 4/8 px", "wrong decisions per true class"):
         assert line in out
+    # the counts agree with the model's own predictions on the unedited frames
+    from rheed.inference import load_classifier
+    probs = load_classifier(ckpt).predict_paths([str(p) for p in sorted(data.glob("*/*.png"))])
+    wrong_rough = int((probs[:2].argmax(axis=1) != 0).sum())
+    wrong_smooth = int((probs[2:].argmax(axis=1) != 1).sum())
+    as_is = next(line for line in out.splitlines() if line.strip().startswith("as is") and "wrong:" in line)
+    assert f"rough {wrong_rough}.0  smooth {wrong_smooth}.0   changed: 0.0" in as_is
+
+    bench.main(["--checkpoint", str(ckpt), "--data", str(data), "--edits_only"])
+    out = capsys.readouterr().out
+    assert "wrong decisions per true class" in out and "share of the heat map" not in out
