@@ -65,7 +65,10 @@ def check(checkpoint: Path, paths: list[Path], level: float, stride: int, layers
     classifier = load_classifier(checkpoint)
     model = classifier.model
     x = classifier.main_view(classifier.preprocess([classifier.loader(str(p)) for p in paths]))
-    masks = pattern_masks(displayable(x, classifier.transform), level)
+    # the mask on linear brightness: undo --pattern_gamma, so models trained with and without it are
+    # scored on the same pixels of the same frames
+    gamma = float(classifier.args.get("pattern_gamma") or 1.0)
+    masks = pattern_masks(displayable(x, classifier.transform) ** (1.0 / gamma), level)
     inside = masks[:, None]
     fill = x.flatten(2).median(dim=2).values[:, :, None, None]
     with torch.no_grad():

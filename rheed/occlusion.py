@@ -66,4 +66,5 @@ def occlusion_maps(model: torch.nn.Module, x: torch.Tensor, class_index: Sequenc
             drop = base[i] - class_log_odds(model(hidden).float(), classes[i].repeat(len(chunk)))
             for j, (top, left) in enumerate(chunk):
                 maps[i, top:top + patch, left:left + patch] += drop[j]
-    return (maps / counts).cpu().numpy(), base.cpu().numpy()
+    # a stride longer than the patch leaves pixels no patch covered: no evidence measured there, 0
+    return (maps / counts.clamp(min=1)).cpu().numpy(), base.cpu().numpy()

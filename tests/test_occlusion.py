@@ -88,6 +88,12 @@ def test_batching_does_not_change_the_maps_of_a_real_model():
     assert np.ptp(a[0]) > 0 and np.ptp(a[1]) > 0
 
 
+def test_pixels_between_sparse_patches_get_zero_not_nan():
+    maps, _ = occlusion_maps(BrightBox(), box_image(), [0], patch=4, stride=10)   # patches at 0, 10, 20, 28
+    assert np.isfinite(maps).all()
+    assert np.all(maps[0, 4:10, :] == 0) and maps[0, 10:14, 10:14].min() > 0
+
+
 def test_bad_patch_or_stride_is_refused():
     for patch, stride in ((0, 1), (33, 1), (4, 0)):
         with pytest.raises(UserError, match="occlusion patch must be 1..32 px"):
