@@ -114,9 +114,11 @@ rough_frame="$(last_of "$split"/test/rough/island_rough__*)"; rough_frame="${rou
 smooth_frame="$(first_of "$split"/test/smooth/layer_smooth__*)"; smooth_frame="${smooth_frame:-$(first_of "$split"/test/smooth/*)}"
 frames=("$rough_frame" "$smooth_frame")
 run "$PY" scripts/visualize_fcmae.py --checkpoint "$pre_ckpt" --images "${frames[@]}" --out "$pre/report/fcmae_viz"
-run "$PY" scripts/gradcam.py --checkpoint "$ft/checkpoint-best.pth" --images "${frames[@]}" --out "$ft/report/gradcam"
-# at 128 px Grad-CAM's last stage is 4x4 cells that each see the whole frame; hiding patches shows where the
-# evidence lies (docs/REPORTS.md, EXPERIMENTS.md section 50; about 20 s for the two frames)
+# Grad-CAM on the first stage (stride 4): at 128 px the last stage is 4x4 cells that each see the whole frame and
+# cannot show where a spot or streak is; hiding patches (occlusion) shows where the evidence lies and which way
+# it pushes (docs/REPORTS.md, EXPERIMENTS.md section 50; about 20 s for the two frames)
+run "$PY" scripts/gradcam.py --checkpoint "$ft/checkpoint-best.pth" --images "${frames[@]}" --layer stages.0 \
+    --out "$ft/report/gradcam"
 run "$PY" scripts/gradcam.py --checkpoint "$ft/checkpoint-best.pth" --images "${frames[@]}" --method occlusion \
     --out "$ft/report/occlusion"
 
