@@ -33,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import timm_compat  # noqa: E402,F401
 from rheed.gradcam import DEFAULT_LAYER, class_maps, displayable  # noqa: E402
 from rheed.inference import load_classifier  # noqa: E402
-from rheed.occlusion import class_log_odds, default_patch, occlusion_maps  # noqa: E402
+from rheed.compare import mean_std  # noqa: E402
+from rheed.imageio import list_images  # noqa: E402
+from rheed.occlusion import background_level, class_log_odds, default_patch, occlusion_maps  # noqa: E402
 
 
 def pattern_masks(frames: np.ndarray, level: float) -> torch.Tensor:
@@ -52,7 +54,11 @@ def mass_on(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 
 def image_paths(folder: Path, max_frames: int) -> list[Path]:
-    paths = sorted(p for p in folder.glob("*/*") if p.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".bmp"))
+    """The frames of folder's class sub-folders (hidden files and folders skipped), sorted."""
+    if not folder.is_dir():
+        raise SystemExit(f"error: folder not found: {folder}")
+    paths = [Path(p) for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")
+             for p in list_images(d, recursive=False)]
     if not paths:
         raise SystemExit(f"error: no frames in class folders under {folder}")
     if max_frames and len(paths) > max_frames:  # evenly spread, so every class and run keeps its share
@@ -70,7 +76,7 @@ def check(checkpoint: Path, paths: list[Path], level: float, stride: int, layers
     gamma = float(classifier.args.get("pattern_gamma") or 1.0)
     masks = pattern_masks(displayable(x, classifier.transform) ** (1.0 / gamma), level)
     inside = masks[:, None]
-    fill = x.flatten(2).median(dim=2).values[:, :, None, None]
+    fill = background_level(x)
     with torch.no_grad():
         logits = model(x).float()
         pred = logits.argmax(dim=1)
@@ -112,25 +118,25 @@ def main(argv=None) -> None:
                for c in args.checkpoint]
     true = np.array([p.parent.name for p in paths])
 
-    def mean_std(values, digits: int = 3) -> str:
-        values = np.asarray(values, dtype=float)
-        if len(values) == 1:
-            return f"{values[0]:.{digits}f}"
-        return f"{values.mean():.{digits}f} +- {values.std():.{digits}f}"
+    def mean_std_text(values, digits: int = 3) -> str:
+        """mean +- sample std (ddof 1) over the checkpoints, as compare_runs.py reports seeds."""
+        mean, std = mean_std([float(v) for v in values])
+        return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} +- {std:.{digits}f}"
 
-    print(f"{len(paths)} frames, {len(results)} checkpoint(s); pattern covers {mean_std([r['area'] for r in results])} "
-          f"of the frame (level {args.pattern_level})")
+    area = mean_std_text([r["area"] for r in results])
+    print(f"{len(paths)} frames, {len(results)} checkpoint(s); pattern covers {area} of the frame "
+          f"(level {args.pattern_level})")
     print("log-odds of the predicted class, median over the frames predicted as that class "
           "(frames where they fall below 0: the decision flips)")
     for k, class_name in enumerate(results[0]["names"]):
         counts = [int((r["pred"] == k).sum()) for r in results]
         if not all(counts):
             continue
-        print(f"  predicted {class_name} ({mean_std(counts, 1)} frames)")
+        print(f"  predicted {class_name} ({mean_std_text(counts, 1)} frames)")
         for name in results[0]["odds"]:
             medians = [np.median(r["odds"][name][r["pred"] == k]) for r in results]
             flips = [int((r["odds"][name][r["pred"] == k] < 0).sum()) for r in results]
-            print(f"    {name:15s} {mean_std(medians)}   below 0: {mean_std(flips, 1)}")
+            print(f"    {name:15s} {mean_std_text(medians)}   below 0: {mean_std_text(flips, 1)}")
     labelled = [c for c in results[0]["names"] if (true == c).any()]
     if labelled:
         print("wrong decisions per true class (the class folder), and decisions that differ from the frame as is:")
@@ -138,15 +144,15 @@ def main(argv=None) -> None:
             return int((np.asarray(r["names"])[r["decisions"][edit][true == c]] != c).sum())
 
         for name in results[0]["decisions"]:
-            counts = "  ".join(f"{c} {mean_std([wrong(r, name, c) for r in results], 1)}" for c in labelled)
-            changed = mean_std([int((r["decisions"][name] != r["pred"]).sum()) for r in results], 1)
+            counts = "  ".join(f"{c} {mean_std_text([wrong(r, name, c) for r in results], 1)}" for c in labelled)
+            changed = mean_std_text([int((r["decisions"][name] != r["pred"]).sum()) for r in results], 1)
             print(f"  {name:15s} wrong: {counts}   changed: {changed}")
     if args.edits_only:
         return
     print("share of the heat map on the pattern:")
     for layer in results[0]["gradcam"]:
-        print(f"  Grad-CAM {layer:9s} {mean_std([r['gradcam'][layer] for r in results])}")
-    print(f"  occlusion {results[0]['patch']}/{args.stride} px  {mean_std([r['occlusion'] for r in results])}")
+        print(f"  Grad-CAM {layer:9s} {mean_std_text([r['gradcam'][layer] for r in results])}")
+    print(f"  occlusion {results[0]['patch']}/{args.stride} px  {mean_std_text([r['occlusion'] for r in results])}")
 
 
 if __name__ == "__main__":

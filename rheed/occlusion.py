@@ -25,6 +25,11 @@ def default_patch(input_size: int) -> tuple[int, int]:
     return patch, max(1, patch // 3)
 
 
+def background_level(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, 1, 1): each image's per-channel median, the dark screen of a RHEED frame."""
+    return x.flatten(2).median(dim=2).values[:, :, None, None]
+
+
 def patch_starts(size: int, patch: int, stride: int) -> list[int]:
     """Top (or left) edges of the patches along one axis; the last patch ends on the border."""
     starts = list(range(0, size - patch + 1, stride))
@@ -50,7 +55,7 @@ def occlusion_maps(model: torch.nn.Module, x: torch.Tensor, class_index: Sequenc
                         f"1 px; got patch {patch}, stride {stride}")
     positions = [(top, left) for top in patch_starts(height, patch, stride)
                  for left in patch_starts(width, patch, stride)]
-    fill = x.flatten(2).median(dim=2).values[:, :, None, None]
+    fill = background_level(x)
     classes = torch.as_tensor(list(class_index), device=x.device)
     base = class_log_odds(model(x).float(), classes)
     maps = torch.zeros(n, height, width, device=x.device)
